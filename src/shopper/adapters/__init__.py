@@ -1,0 +1,1 @@
+"""Adapters: one module per external system, plus the in-memory (embedded) versions."""

@@ -1,0 +1,66 @@
+"""In-memory recommendation cache with per-key timestamps and last-known-good copies."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+
+from shopper.domain.recommendation import PageRead, RecommendationList
+from shopper.ports.cache import ListKey
+from shopper.ports.clock import Clock
+
+
+class InMemoryRecommendationCache:
+    """Fresh lists expire after `fresh_ttl_s`; their last-known-good copy after `lkg_ttl_s`."""
+
+    def __init__(self, clock: Clock, fresh_ttl_s: float, lkg_ttl_s: float) -> None:
+        self._clock = clock
+        self._fresh_ttl = fresh_ttl_s
+        self._lkg_ttl = lkg_ttl_s
+        self._fresh: dict[ListKey, tuple[RecommendationList, float]] = {}
+        self._lkg: dict[ListKey, tuple[RecommendationList, float]] = {}
+        self._popular: dict[str, RecommendationList] = {}
+        self._sold_out: set[str] = set()
+        self._lock = threading.Lock()
+
+    def write_lists(self, lists: Sequence[tuple[ListKey, RecommendationList]]) -> None:
+        now = self._clock.now()
+        with self._lock:
+            for key, ranked in lists:
+                self._fresh[key] = (ranked, now)
+                self._lkg[key] = (ranked, now)
+
+    def write_popular(self, segment: str, ranked: RecommendationList) -> None:
+        with self._lock:
+            self._popular[segment] = ranked
+
+    def set_stock(self, in_stock: Iterable[str], sold_out: Iterable[str]) -> None:
+        with self._lock:
+            self._sold_out.difference_update(in_stock)
+            self._sold_out.update(sold_out)
+
+    def read_page(self, key: ListKey | None, segments: Sequence[str]) -> PageRead:
+        now = self._clock.now()
+        with self._lock:
+            fresh = self._live(self._fresh, key, now, self._fresh_ttl)
+            lkg = self._live(self._lkg, key, now, self._lkg_ttl)
+            popular = tuple(self._popular[s] for s in segments if s in self._popular)
+            shown = {i for r in (fresh, lkg, *popular) if r is not None for i in r.item_ids()}
+            return PageRead(fresh, lkg, popular, frozenset(shown & self._sold_out))
+
+    def list_age(self, key: ListKey) -> float | None:
+        with self._lock:
+            entry = self._fresh.get(key)
+        return None if entry is None else self._clock.now() - entry[1]
+
+    @staticmethod
+    def _live(
+        store: dict[ListKey, tuple[RecommendationList, float]],
+        key: ListKey | None,
+        now: float,
+        ttl: float,
+    ) -> RecommendationList | None:
+        entry = store.get(key) if key is not None else None
+        if entry is None or now - entry[1] > ttl:
+            return None
+        return entry[0]

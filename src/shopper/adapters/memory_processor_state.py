@@ -1,0 +1,97 @@
+"""In-memory processor state: sessions, catalog, decayed popularity, co-occurrence."""
+
+from __future__ import annotations
+
+import heapq
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+
+from shopper.domain.item import Item
+from shopper.domain.ranking import cosine, forward_weight
+from shopper.domain.session import SessionState
+from shopper.ports.processor_state import StateChanges
+
+# Forward-decayed sums grow as 2**(age / half-life); rescale long before floats overflow.
+_RESCALE_AFTER_HALF_LIVES = 500.0
+
+
+class InMemoryProcessorState:
+    def __init__(self, half_life_s: float, dedup_capacity: int = 1_000_000) -> None:
+        self._half_life = half_life_s
+        self._landmark: float | None = None
+        self._applied: OrderedDict[str, None] = OrderedDict()
+        self._dedup_capacity = dedup_capacity
+        self._sessions: dict[str, SessionState] = {}
+        self._items: dict[str, Item] = {}
+        self._popular: dict[str, dict[str, float]] = {}
+        self._co: dict[str, dict[str, float]] = {}
+        self._volume: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def applied(self, event_ids: Sequence[str]) -> set[str]:
+        with self._lock:
+            return {e for e in event_ids if e in self._applied}
+
+    def sessions(self, subjects: Iterable[str]) -> dict[str, SessionState]:
+        with self._lock:
+            return {
+                s: SessionState.from_dict(self._sessions[s].to_dict())
+                if s in self._sessions
+                else SessionState(subject=s)
+                for s in subjects
+            }
+
+    def items(self, item_ids: Iterable[str]) -> dict[str, Item]:
+        with self._lock:
+            return {i: self._items[i] for i in item_ids if i in self._items}
+
+    def apply(self, changes: StateChanges) -> None:
+        with self._lock:
+            for event_id in changes.event_ids:
+                self._applied[event_id] = None
+            while len(self._applied) > self._dedup_capacity:
+                self._applied.popitem(last=False)
+            self._sessions.update(changes.sessions)
+            self._items.update(changes.items)
+            for segment, item, weight, ts in changes.hits:
+                self._hit(segment, item, weight, ts)
+            for a, b, weight in changes.co_occurrences:
+                row_a = self._co.setdefault(a, {})
+                row_a[b] = row_a.get(b, 0.0) + weight
+                row_b = self._co.setdefault(b, {})
+                row_b[a] = row_b.get(a, 0.0) + weight
+
+    def popular(self, segment: str, n: int) -> list[tuple[str, float]]:
+        with self._lock:
+            table = self._popular.get(segment, {})
+            return heapq.nlargest(n, table.items(), key=lambda kv: (kv[1], kv[0]))
+
+    def neighbours(self, item_id: str, n: int) -> list[tuple[str, float]]:
+        with self._lock:
+            row = self._co.get(item_id, {})
+            volume = self._volume.get(item_id, 0.0)
+            scored = (
+                (other, cosine(c, volume, self._volume.get(other, 0.0))) for other, c in row.items()
+            )
+            return heapq.nlargest(n, scored, key=lambda kv: (kv[1], kv[0]))
+
+    def _hit(self, segment: str, item: str, weight: float, ts: float) -> None:
+        if self._landmark is None:
+            self._landmark = ts
+        if ts - self._landmark > _RESCALE_AFTER_HALF_LIVES * self._half_life:
+            self._rescale(ts)
+        table = self._popular.setdefault(segment, {})
+        table[item] = table.get(item, 0.0) + forward_weight(
+            weight, ts, self._landmark, self._half_life
+        )
+        if segment == "global":
+            self._volume[item] = self._volume.get(item, 0.0) + weight
+
+    def _rescale(self, new_landmark: float) -> None:
+        assert self._landmark is not None
+        factor = forward_weight(1.0, self._landmark, new_landmark, self._half_life)
+        for table in self._popular.values():
+            for item in table:
+                table[item] *= factor
+        self._landmark = new_landmark

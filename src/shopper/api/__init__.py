@@ -1,0 +1,1 @@
+"""HTTP API (FastAPI): event ingest, recommendation reads, catalog upserts, health."""

@@ -1,0 +1,113 @@
+"""The `shopper` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from shopper.config import Config, load_config
+from shopper.errors import ShopperError
+
+app = typer.Typer(
+    help="shopper: real-time e-commerce recommendations; the page never waits for a model.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+StreamUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--stream-url", help="memory:// (embedded) or kafka://host:port [env SHOPPER_STREAM_URL]"
+    ),
+]
+CacheUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--cache-url", help="memory:// (embedded) or redis://host:port/db [env SHOPPER_CACHE_URL]"
+    ),
+]
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir", help="where local state lives [env SHOPPER_DATA_DIR; default .shopper]"
+    ),
+]
+
+
+class Role(StrEnum):
+    api = "api"
+    processor = "processor"
+    all = "all"
+
+
+def _config(**overrides: Any) -> Config:
+    # The CLI is the composition root's front door: the one place that reads the environment.
+    try:
+        return load_config(os.environ, **overrides)
+    except ShopperError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port")] = 8000,
+    role: Annotated[Role, typer.Option(help="api, processor, or all in one process")] = Role.all,
+    stream_url: StreamUrl = None,
+    cache_url: CacheUrl = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the HTTP API and/or the stream processor."""
+    from shopper.services.runtime import serve as run_serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    config = _config(stream_url=stream_url, cache_url=cache_url, data_dir=data_dir)
+    run_serve(config, host=host, port=port, role=role.value)
+
+
+@app.command()
+def demo(
+    dataset: Annotated[
+        Path | None,
+        typer.Option(
+            help="replay a real data set folder (uci-online-retail or "
+            "rees46-multicategory-2019oct-head) instead of the built-in simulator"
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the report as one JSON object")
+    ] = False,
+    shoppers: Annotated[int, typer.Option(help="simulated shoppers")] = 600,
+    max_events: Annotated[int, typer.Option(help="cap on replayed data set events")] = 60_000,
+    seed: Annotated[int, typer.Option(help="simulator seed")] = 7,
+    stream_url: StreamUrl = None,
+    cache_url: CacheUrl = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the whole loop on traffic (simulated, or a real data set) and print a report."""
+    from shopper.demo.report import render_report
+    from shopper.demo.runner import DemoOptions, run_demo
+
+    config = _config(stream_url=stream_url, cache_url=cache_url, data_dir=data_dir)
+    options = DemoOptions(
+        dataset=dataset, shoppers=shoppers, max_events=max_events, seed=seed, progress=not as_json
+    )
+    try:
+        report = run_demo(config, options)
+    except ShopperError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(report, sort_keys=True))
+    else:
+        render_report(report)
+
+
+def main() -> None:
+    app()

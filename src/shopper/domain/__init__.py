@@ -1,0 +1,1 @@
+"""Pure domain: events, items, recommendation lists and ranking maths. No I/O."""

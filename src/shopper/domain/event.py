@@ -1,0 +1,100 @@
+"""Events: what shoppers and the catalog tell shopper."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from shopper.domain.item import Item
+
+
+class EventType(StrEnum):
+    VIEW = "view"
+    CLICK = "click"
+    ADD_TO_CART = "add_to_cart"
+    REMOVE_FROM_CART = "remove_from_cart"
+    PURCHASE = "purchase"
+    IMPRESSION = "impression"
+    DWELL = "dwell"
+    SEARCH = "search"
+    ITEM_UPSERT = "item_upsert"
+    STOCK_CHANGE = "stock_change"
+    PRICE_CHANGE = "price_change"
+
+
+CATALOG_TYPES = frozenset({EventType.ITEM_UPSERT, EventType.STOCK_CHANGE, EventType.PRICE_CHANGE})
+ITEM_TYPES = frozenset(
+    {
+        EventType.VIEW,
+        EventType.CLICK,
+        EventType.ADD_TO_CART,
+        EventType.REMOVE_FROM_CART,
+        EventType.PURCHASE,
+        EventType.DWELL,
+        EventType.STOCK_CHANGE,
+        EventType.PRICE_CHANGE,
+    }
+)
+
+# How strongly each interaction says "this shopper is interested in this item".
+INTEREST_WEIGHT: dict[EventType, float] = {
+    EventType.VIEW: 1.0,
+    EventType.CLICK: 1.5,
+    EventType.DWELL: 0.5,
+    EventType.ADD_TO_CART: 3.0,
+    EventType.PURCHASE: 5.0,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EventContext:
+    device: str | None = None
+    country: str | None = None
+    referrer: str | None = None
+    page: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing that happened, at `ts` (epoch seconds, UTC)."""
+
+    event_id: str
+    type: EventType
+    ts: float
+    session_id: str | None = None
+    user_id: str | None = None
+    item_id: str | None = None
+    price: float | None = None
+    quantity: int | None = None
+    dwell_ms: int | None = None
+    query: str | None = None
+    context: EventContext = field(default_factory=EventContext)
+    list_id: str | None = None
+    variant: str | None = None
+    position: int | None = None
+    item: Item | None = None
+
+    @property
+    def is_catalog(self) -> bool:
+        return self.type in CATALOG_TYPES
+
+    @property
+    def subject(self) -> str:
+        """Whose list this event changes: the user, else the anonymous session."""
+        return subject_key(self.user_id, self.session_id)
+
+    @property
+    def partition_key(self) -> str:
+        """Stream key: one shopper's events stay ordered; catalog events by item."""
+        if self.is_catalog:
+            return f"item:{self.item_id}"
+        return self.subject
+
+
+def subject_key(user_id: str | None, session_id: str | None) -> str:
+    """The cache key of a shopper: `u:<user>` when signed in, else `s:<session>`."""
+    if user_id:
+        return f"u:{user_id}"
+    if session_id:
+        return f"s:{session_id}"
+    return ""

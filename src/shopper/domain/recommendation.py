@@ -1,0 +1,83 @@
+"""Recommendation lists as written by the processor and served by the API."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+
+class Source(StrEnum):
+    PERSONALIZED = "personalized"
+    LAST_KNOWN_GOOD = "last_known_good"
+    POPULAR = "popular"
+
+
+DEFAULT_VARIANT = "champion"
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredItem:
+    item_id: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class RecommendationList:
+    items: tuple[ScoredItem, ...]
+    variant: str
+    source: Source
+    generated_at: float
+    list_id: str
+
+    def item_ids(self) -> list[str]:
+        return [s.item_id for s in self.items]
+
+    def without(self, excluded: Collection[str]) -> RecommendationList:
+        return replace(self, items=tuple(s for s in self.items if s.item_id not in excluded))
+
+
+@dataclass(frozen=True, slots=True)
+class PageRead:
+    """Everything the page path fetched from the cache in its one round trip."""
+
+    fresh: RecommendationList | None
+    last_known_good: RecommendationList | None
+    popular: tuple[RecommendationList, ...]
+    sold_out: frozenset[str]
+
+
+def choose_list(page: PageRead, k: int, exclude: Iterable[str] = ()) -> RecommendationList | None:
+    """Pick what the page shows: fresh, else last known good, else popularity.
+
+    Sold-out and excluded items are dropped at read time, so a stale list never shows an
+    item that sold out after it was written. A short list is topped up from popularity.
+    """
+    hidden = set(page.sold_out) | set(exclude)
+    chosen: RecommendationList | None = None
+    if page.fresh is not None:
+        chosen = page.fresh.without(hidden)
+    elif page.last_known_good is not None:
+        chosen = replace(page.last_known_good.without(hidden), source=Source.LAST_KNOWN_GOOD)
+    fallbacks = [p.without(hidden) for p in page.popular]
+    if chosen is None or not chosen.items:
+        chosen = next((p for p in fallbacks if p.items), fallbacks[0] if fallbacks else None)
+        if chosen is None:
+            return None
+    return _top_up(chosen, fallbacks, k)
+
+
+def _top_up(
+    chosen: RecommendationList, fallbacks: list[RecommendationList], k: int
+) -> RecommendationList:
+    items = list(chosen.items[:k])
+    seen = {s.item_id for s in items}
+    for fallback in fallbacks:
+        for s in fallback.items:
+            if len(items) >= k:
+                break
+            if s.item_id not in seen:
+                seen.add(s.item_id)
+                # Score 0: a top-up was not scored for this shopper and never outranks a pick.
+                items.append(ScoredItem(s.item_id, 0.0))
+    return replace(chosen, items=tuple(items))

@@ -1,0 +1,26 @@
+"""The one exception root of shopper."""
+
+
+class ShopperError(Exception):
+    """Base of every error shopper raises on purpose."""
+
+
+class ConfigError(ShopperError):
+    """The configuration cannot be used (unknown URL scheme, bad value)."""
+
+
+class InvalidEvent(ShopperError):
+    """An event failed validation; `reasons` says why, field by field."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__("; ".join(reasons))
+        self.reasons = reasons
+
+
+class MissingExtra(ShopperError):
+    """An optional integration was selected but its package is not installed."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(
+            f"{package} is not installed; install it with: pip install 'shopper[{extra}]'"
+        )

@@ -1,0 +1,1 @@
+"""Ports: the small Protocols the services need from the world."""

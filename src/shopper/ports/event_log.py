@@ -1,0 +1,51 @@
+"""The event stream: partitioned, keyed, with consumer groups and committed offsets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: str
+    value: bytes
+    timestamp: float  # epoch seconds at which the log accepted the record
+
+
+class EventConsumer(Protocol):
+    """One member of a consumer group."""
+
+    def poll(self, max_records: int, timeout: float) -> list[Record]:
+        """Up to `max_records` records, waiting at most `timeout` seconds for the first."""
+        ...
+
+    def commit(self) -> None:
+        """Commit the offsets of every record `poll` has returned so far."""
+        ...
+
+    def rewind(self) -> None:
+        """Seek back to the committed offsets: uncommitted records will be polled again."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class EventLog(Protocol):
+    """Append-only topics; one key's records stay in order in one partition."""
+
+    def publish(self, topic: str, key: str, value: bytes) -> None: ...
+
+    def flush(self, timeout: float = 5.0) -> int:
+        """Wait for published records to be stored; returns how many are still pending."""
+        ...
+
+    def subscribe(self, topics: Sequence[str], group: str) -> EventConsumer:
+        """Join `group`; a new member resumes from the group's committed offsets."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,47 @@
+"""What the stream processor remembers between events: sessions, catalog, counters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from shopper.domain.item import Item
+from shopper.domain.session import SessionState
+
+
+@dataclass(slots=True)
+class StateChanges:
+    """Everything one micro-batch changes; applied atomically with its event ids."""
+
+    event_ids: list[str] = field(default_factory=list)
+    sessions: dict[str, SessionState] = field(default_factory=dict)
+    items: dict[str, Item] = field(default_factory=dict)
+    # (segment, item_id, weight, ts): one interest hit for decayed popularity
+    hits: list[tuple[str, str, float, float]] = field(default_factory=list)
+    # (item_a, item_b, weight): both directions are counted by the store
+    co_occurrences: list[tuple[str, str, float]] = field(default_factory=list)
+
+
+class ProcessorState(Protocol):
+    def applied(self, event_ids: Sequence[str]) -> set[str]:
+        """Which of these events were already applied (so a redelivery changes nothing)."""
+        ...
+
+    def sessions(self, subjects: Iterable[str]) -> dict[str, SessionState]:
+        """Stored sessions; subjects never seen get a fresh state."""
+        ...
+
+    def items(self, item_ids: Iterable[str]) -> dict[str, Item]:
+        """Known catalog items among `item_ids`."""
+        ...
+
+    def apply(self, changes: StateChanges) -> None: ...
+
+    def popular(self, segment: str, n: int) -> list[tuple[str, float]]:
+        """Top `n` items of a segment by decayed interest, best first."""
+        ...
+
+    def neighbours(self, item_id: str, n: int) -> list[tuple[str, float]]:
+        """Items most often interacted with alongside `item_id`, by cosine similarity."""
+        ...

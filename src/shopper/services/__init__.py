@@ -1,0 +1,1 @@
+"""Services: the long-running parts (API ingest and serving, processor), wired to ports."""

@@ -1,0 +1,95 @@
+"""Accepting events: validate each one, publish the good ones, update live stock at once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from shopper.codec import EventIn, encode_event, parse_event
+from shopper.domain.event import CATALOG_TYPES, EventType
+from shopper.errors import InvalidEvent, ShopperError
+from shopper.ports.cache import RecommendationCache
+from shopper.ports.event_log import EventLog
+
+
+class BatchTooLarge(ShopperError):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"batch of {size} events is over the limit of {limit}; split it")
+        self.size = size
+        self.limit = limit
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    index: int
+    event_id: str | None
+    reasons: list[str]
+
+
+@dataclass(slots=True)
+class IngestResult:
+    accepted: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+class EventIngest:
+    """The write side of the API. Bad events are rejected one by one; good ones still go in."""
+
+    def __init__(
+        self,
+        event_log: EventLog,
+        cache: RecommendationCache,
+        events_topic: str,
+        catalog_topic: str,
+        max_batch: int,
+    ) -> None:
+        self._log = event_log
+        self._cache = cache
+        self._events_topic = events_topic
+        self._catalog_topic = catalog_topic
+        self.max_batch = max_batch
+
+    def ingest(self, raw_events: Sequence[Any]) -> IngestResult:
+        if len(raw_events) > self.max_batch:
+            raise BatchTooLarge(len(raw_events), self.max_batch)
+        result = IngestResult()
+        good: list[EventIn] = []
+        for index, raw in enumerate(raw_events):
+            try:
+                good.append(parse_event(raw))
+            except InvalidEvent as exc:
+                event_id = raw.get("event_id") if isinstance(raw, dict) else None
+                result.rejected.append(
+                    Rejection(index, str(event_id) if event_id is not None else None, exc.reasons)
+                )
+        self._update_stock(good)
+        for event in good:
+            topic = self._catalog_topic if event.type in CATALOG_TYPES else self._events_topic
+            self._log.publish(topic, event.to_domain().partition_key, encode_event(event))
+        result.accepted = len(good)
+        return result
+
+    def _update_stock(self, events: list[EventIn]) -> None:
+        """The live stock set changes when the event is accepted, not when it is processed:
+        the page must stop showing a sold-out item at once. The API is its only writer."""
+        in_stock: set[str] = set()
+        sold_out: set[str] = set()
+        for event in events:
+            level = _stock_level(event)
+            if level is None:
+                continue
+            item_id = event.item.item_id if event.item else event.item_id
+            assert item_id is not None
+            (in_stock if level > 0 else sold_out).add(item_id)
+            (sold_out if level > 0 else in_stock).discard(item_id)
+        if in_stock or sold_out:
+            self._cache.set_stock(in_stock, sold_out)
+
+
+def _stock_level(event: EventIn) -> int | None:
+    if event.type is EventType.STOCK_CHANGE:
+        return event.quantity
+    if event.type is EventType.ITEM_UPSERT and event.item is not None:
+        return event.item.stock
+    return None

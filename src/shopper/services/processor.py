@@ -1,0 +1,248 @@
+"""The stream processor: folds events into state and re-ranks dirty shoppers in micro-batches."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from collections import deque
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
+
+from shopper.codec import decode_event
+from shopper.domain.event import Event, EventType
+from shopper.domain.item import Item
+from shopper.domain.ranking import RankingParams, rerank_with_session, top_popular
+from shopper.domain.recommendation import DEFAULT_VARIANT, RecommendationList, Source
+from shopper.domain.segment import GLOBAL_SEGMENT, popularity_segments
+from shopper.domain.session import SessionState
+from shopper.errors import InvalidEvent
+from shopper.ports.cache import ListKey, RecommendationCache
+from shopper.ports.clock import Clock
+from shopper.ports.event_log import EventConsumer, EventLog, Record
+from shopper.ports.processor_state import ProcessorState, StateChanges
+
+log = logging.getLogger(__name__)
+
+CO_OCCURRENCE_WINDOW = 5  # an interaction counts together with this many recent items
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessorSettings:
+    dead_letter_topic: str
+    list_size: int = 50
+    max_events: int = 500
+    wait_s: float = 0.02
+    popular_refresh_s: float = 1.0
+
+
+@dataclass(slots=True)
+class ProcessorStats:
+    records: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    lists_written: int = 0
+    freshness_ms: deque[float] = field(default_factory=lambda: deque(maxlen=200_000))
+
+
+@dataclass(slots=True)
+class _Batch:
+    changes: StateChanges = field(default_factory=StateChanges)
+    dirty: dict[str, float] = field(default_factory=dict)  # subject -> earliest accept time
+    stock_changed: bool = False
+    segments: set[str] = field(default_factory=set)
+
+
+class Processor:
+    """One member of the processor consumer group."""
+
+    def __init__(
+        self,
+        consumer: EventConsumer,
+        event_log: EventLog,
+        state: ProcessorState,
+        cache: RecommendationCache,
+        clock: Clock,
+        settings: ProcessorSettings,
+    ) -> None:
+        self._consumer = consumer
+        self._log = event_log
+        self._state = state
+        self._cache = cache
+        self._clock = clock
+        self._settings = settings
+        self._params = RankingParams(k=settings.list_size)
+        self._pending_segments: set[str] = {GLOBAL_SEGMENT}
+        self._last_popular = 0.0
+        self.stats = ProcessorStats()
+
+    def run_once(self) -> int:
+        """Poll one micro-batch, apply it, write lists, then commit. Returns records read."""
+        records = self._consumer.poll(self._settings.max_events, self._settings.wait_s)
+        if records:
+            self._process(records)
+        self._refresh_popular()
+        if records:
+            # Commit only after the cache writes: a crash before here means redelivery,
+            # and the applied-event check makes a redelivered event change nothing.
+            self._consumer.commit()
+        return len(records)
+
+    def rewind(self) -> None:
+        """Go back to the last committed offsets, so a failed batch is read again."""
+        self._consumer.rewind()
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def _process(self, records: list[Record]) -> None:
+        self.stats.records += len(records)
+        decoded = [(r, e) for r in records if (e := self._decode(r)) is not None]
+        done = self._state.applied([e.event_id for _, e in decoded])
+        batch = _Batch()
+        subjects = {e.subject for _, e in decoded if not e.is_catalog}
+        sessions = self._state.sessions(subjects)
+        items = self._state.items({e.item_id for _, e in decoded if e.is_catalog and e.item_id})
+        for record, event in decoded:
+            if event.event_id in done:
+                self.stats.duplicates += 1
+                continue
+            done.add(event.event_id)
+            batch.changes.event_ids.append(event.event_id)
+            if event.is_catalog:
+                self._apply_catalog(event, items, batch)
+            else:
+                self._apply_shopper(event, sessions[event.subject], batch)
+                batch.dirty.setdefault(event.subject, record.timestamp)
+        self.stats.applied += len(batch.changes.event_ids)
+        batch.changes.sessions = {s: sessions[s] for s in batch.dirty}
+        self._state.apply(batch.changes)
+        if batch.stock_changed:
+            # The API already updated the live stock set when it accepted these events;
+            # popular lists are rewritten so they stop carrying sold-out items.
+            self._pending_segments.add(GLOBAL_SEGMENT)
+        self._pending_segments |= batch.segments
+        self._write_lists(batch.dirty, sessions)
+
+    def _decode(self, record: Record) -> Event | None:
+        try:
+            return decode_event(record.value)
+        except InvalidEvent as exc:
+            self._dead_letter(record, str(exc))
+            return None
+
+    def _dead_letter(self, record: Record, reason: str) -> None:
+        self.stats.dead_letters += 1
+        letter = {
+            "reason": reason,
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "value": record.value.decode("utf-8", errors="replace"),
+        }
+        self._log.publish(self._settings.dead_letter_topic, record.key, json.dumps(letter).encode())
+        log.warning(
+            "dead-lettered %s/%d@%d: %s", record.topic, record.partition, record.offset, reason
+        )
+
+    def _apply_catalog(self, event: Event, items: dict[str, Item], batch: _Batch) -> None:
+        assert event.item_id is not None
+        current = items.get(event.item_id, Item(item_id=event.item_id))
+        if event.type is EventType.ITEM_UPSERT and event.item is not None:
+            updated = event.item
+        elif event.type is EventType.STOCK_CHANGE:
+            updated = replace(current, stock=event.quantity)
+        else:
+            updated = replace(current, price=event.price)
+        items[updated.item_id] = updated
+        batch.changes.items[updated.item_id] = updated
+        batch.stock_changed = batch.stock_changed or updated.in_stock != current.in_stock
+
+    def _apply_shopper(self, event: Event, session: SessionState, batch: _Batch) -> None:
+        before = session.recent_items()[:CO_OCCURRENCE_WINDOW]
+        item = session.apply(event)
+        if item is None:
+            return
+        weight = session.recent[-1].weight
+        for segment in popularity_segments(session.country, session.device):
+            batch.changes.hits.append((segment, item, weight, event.ts))
+            batch.segments.add(segment)
+        batch.changes.co_occurrences.extend(
+            (item, other, weight) for other in before if other != item
+        )
+
+    def _unavailable(self, candidates: Collection[str]) -> set[str]:
+        return {i for i, item in self._state.items(candidates).items() if not item.in_stock}
+
+    def _write_lists(self, dirty: dict[str, float], sessions: dict[str, SessionState]) -> None:
+        if not dirty:
+            return
+        now = self._clock.now()
+        lists = []
+        for subject in dirty:
+            session = sessions[subject]
+            popular = self._state.popular(
+                popularity_segments(session.country, session.device)[0],
+                self._params.popular_candidates,
+            )
+            ranked = rerank_with_session(
+                session,
+                lambda item: self._state.neighbours(item, self._params.neighbours_per_item),
+                popular,
+                self._unavailable,
+                self._params,
+            )
+            rec = RecommendationList(
+                tuple(ranked), DEFAULT_VARIANT, Source.PERSONALIZED, now, uuid.uuid4().hex
+            )
+            lists.append((ListKey(subject, DEFAULT_VARIANT), rec))
+        self._cache.write_lists(lists)
+        written = self._clock.now()
+        self.stats.lists_written += len(lists)
+        self.stats.freshness_ms.extend((written - accepted) * 1000 for accepted in dirty.values())
+
+    def _refresh_popular(self) -> None:
+        now = self._clock.now()
+        if (
+            not self._pending_segments
+            or now - self._last_popular < self._settings.popular_refresh_s
+        ):
+            return
+        for segment in sorted(self._pending_segments):
+            popular = self._state.popular(segment, self._settings.list_size * 2)
+            unavailable = self._unavailable([i for i, _ in popular])
+            ranked = top_popular(popular, unavailable, self._settings.list_size)
+            rec = RecommendationList(
+                tuple(ranked), DEFAULT_VARIANT, Source.POPULAR, now, f"popular:{segment}"
+            )
+            self._cache.write_popular(segment, rec)
+        self._pending_segments = set()
+        self._last_popular = now
+
+
+class ProcessorRunner:
+    """Runs a processor's micro-batch loop on a background thread."""
+
+    def __init__(self, processor: Processor) -> None:
+        self.processor = processor
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="shopper-processor", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+        self.processor.close()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.processor.run_once()
+            except Exception:  # keep serving; replay what was not committed
+                log.exception("processor micro-batch failed; retrying from committed offsets")
+                self.processor.rewind()
+                self._stop.wait(1.0)

@@ -1,0 +1,73 @@
+"""Running shopper processes: the API server, the processor loop, or both."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+import time
+from types import TracebackType
+
+import uvicorn
+from fastapi import FastAPI
+
+from shopper.bootstrap import build_system
+from shopper.config import Config
+
+
+class ApiServer:
+    """Uvicorn on a background thread; `with ApiServer(app) as url:` for demos and tests."""
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        config = uvicorn.Config(
+            app, host=host, port=self.port, log_level="warning", access_log=False, lifespan="off"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="shopper-api", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def __enter__(self) -> str:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError(f"API server did not start on {self.url}")
+            time.sleep(0.01)
+        return self.url
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def serve(config: Config, host: str, port: int, role: str) -> None:
+    """Run until interrupted. `role` is api, processor, or all."""
+    system = build_system(config)
+    try:
+        if role in ("processor", "all"):
+            system.start_processor()
+        if role in ("api", "all"):
+            uvicorn.run(system.app(), host=host, port=port, log_level="info")
+        else:
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            signal.signal(signal.SIGINT, lambda *_: stop.set())
+            stop.wait()
+    finally:
+        system.close()
