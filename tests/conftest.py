@@ -1,0 +1,3 @@
+"""Shared pytest setup. Service fixtures (Kafka broker, Redis) live in tests/fixtures/."""
+
+pytest_plugins = ["tests.fixtures.services"]
