@@ -1,0 +1,5 @@
+"""`python -m shopper` runs the CLI."""
+
+from shopper.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""`shopper demo`: the whole loop on simulated or real traffic, with a report."""
