@@ -40,16 +40,22 @@ DataDir = Annotated[
 ]
 
 
+ConfigFile = Annotated[
+    Path | None,
+    typer.Option("--config", help="TOML file of settings [env SHOPPER_CONFIG]"),
+]
+
+
 class Role(StrEnum):
     api = "api"
     processor = "processor"
     all = "all"
 
 
-def _config(**overrides: Any) -> Config:
+def _config(config_file: Path | None = None, **overrides: Any) -> Config:
     # The CLI is the composition root's front door: the one place that reads the environment.
     try:
-        return load_config(os.environ, **overrides)
+        return load_config(os.environ, config_file, **overrides)
     except ShopperError as exc:
         raise typer.BadParameter(str(exc)) from None
 
@@ -62,12 +68,13 @@ def serve(
     stream_url: StreamUrl = None,
     cache_url: CacheUrl = None,
     data_dir: DataDir = None,
+    config_file: ConfigFile = None,
 ) -> None:
     """Run the HTTP API and/or the stream processor."""
     from shopper.services.runtime import serve as run_serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    config = _config(stream_url=stream_url, cache_url=cache_url, data_dir=data_dir)
+    config = _config(config_file, stream_url=stream_url, cache_url=cache_url, data_dir=data_dir)
     run_serve(config, host=host, port=port, role=role.value)
 
 
@@ -89,12 +96,13 @@ def demo(
     stream_url: StreamUrl = None,
     cache_url: CacheUrl = None,
     data_dir: DataDir = None,
+    config_file: ConfigFile = None,
 ) -> None:
     """Run the whole loop on traffic (simulated, or a real data set) and print a report."""
     from shopper.demo.report import render_report
     from shopper.demo.runner import DemoOptions, run_demo
 
-    config = _config(stream_url=stream_url, cache_url=cache_url, data_dir=data_dir)
+    config = _config(config_file, stream_url=stream_url, cache_url=cache_url, data_dir=data_dir)
     options = DemoOptions(
         dataset=dataset, shoppers=shoppers, max_events=max_events, seed=seed, progress=not as_json
     )
@@ -107,6 +115,40 @@ def demo(
         typer.echo(json.dumps(report, sort_keys=True))
     else:
         render_report(report)
+
+
+@app.command("config")
+def show_config(config_file: ConfigFile = None) -> None:
+    """Print the effective settings (defaults, file, environment) with what each means."""
+    config = _config(config_file)
+    for name, field in Config.model_fields.items():
+        value = getattr(config, name)
+        note = f"  # {field.description}" if field.description else ""
+        typer.echo(f"{name} = {json.dumps(str(value) if isinstance(value, Path) else value)}{note}")
+
+
+@app.command()
+def load(
+    path: Annotated[Path, typer.Argument(help="events as .jsonl/.ndjson/.csv, optionally .gz")],
+    api: Annotated[str, typer.Option(help="base URL of a running shopper API")] = (
+        "http://127.0.0.1:8000"
+    ),
+    batch: Annotated[int, typer.Option(help="events per request")] = 500,
+    items: Annotated[
+        bool, typer.Option("--items", help="the file holds catalog items, not events")
+    ] = False,
+) -> None:
+    """Post a file of events (or catalog items) to a running API, in batches."""
+    from shopper.loader import load_file
+
+    try:
+        result = load_file(path, api, batch=batch, items=items)
+    except ShopperError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(result))
+    if result["rejected"]:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -43,7 +43,8 @@ def _category_path(value: Any) -> Any:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No inf/NaN: JSON cannot carry them, so an accepted event would not survive the stream.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ContextIn(_Strict):

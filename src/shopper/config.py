@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,16 @@ class Config(BaseModel):
     data_dir: Path = Path(".shopper")
     topic_prefix: str = "shopper."
     partitions: int = Field(4, ge=1)
+    spool_max_events: int = Field(
+        100_000, ge=1, description="events held locally while the broker is away (Kafka)"
+    )
+    spool_max_kbytes: int = Field(262_144, ge=1, description="size bound of that spool, in KiB")
+    spool_timeout_s: float = Field(
+        86_400.0, ge=0, description="how long a spooled event waits for the broker; 0: forever"
+    )
+    group_session_timeout_s: float = Field(
+        10.0, gt=0, description="a silent processor loses its partitions after this (Kafka)"
+    )
     list_size: int = Field(50, ge=1, description="items written per list")
     default_k: int = Field(10, ge=1, description="items served when the page does not say")
     max_k: int = Field(100, ge=1)
@@ -31,8 +42,18 @@ class Config(BaseModel):
     lkg_ttl_s: float = Field(7 * 86400.0, gt=0, description="how long last-known-good lasts")
     popularity_half_life_s: float = Field(3600.0, gt=0)
     microbatch_max_events: int = Field(500, ge=1)
-    microbatch_wait_s: float = Field(0.02, ge=0)
+    microbatch_wait_s: float = Field(
+        0.05, ge=0, description="how long a micro-batch gathers events after the first"
+    )
     popular_refresh_s: float = Field(1.0, ge=0)
+    redis_key_prefix: str = Field("shopper:", description="prefix of every key shopper writes")
+    session_ttl_s: float = Field(7 * 86400.0, gt=0, description="idle time a session is kept")
+    dedup_ttl_s: float = Field(
+        3600.0, gt=0, description="how long applied event ids are remembered (Redis)"
+    )
+    co_occurrence_cap: int = Field(
+        500, ge=1, description="co-occurrence counts kept per item (Redis), trimmed at twice"
+    )
 
     @property
     def events_topic(self) -> str:
@@ -47,9 +68,15 @@ class Config(BaseModel):
         return f"{self.topic_prefix}dead-letters"
 
 
-def load_config(env: Mapping[str, str], **overrides: Any) -> Config:
-    """Defaults, then `SHOPPER_*` variables from `env`, then explicit overrides (CLI flags)."""
+def load_config(
+    env: Mapping[str, str], config_file: Path | None = None, **overrides: Any
+) -> Config:
+    """Defaults, then a TOML file (`config_file`, else `SHOPPER_CONFIG`), then `SHOPPER_*`
+    variables from `env`, then explicit overrides (CLI flags): later wins."""
     values: dict[str, Any] = {}
+    path = config_file or (Path(env["SHOPPER_CONFIG"]) if env.get("SHOPPER_CONFIG") else None)
+    if path is not None:
+        values.update(_read_toml(path))
     for name in Config.model_fields:
         key = ENV_PREFIX + name.upper()
         if key in env:
@@ -62,3 +89,18 @@ def load_config(env: Mapping[str, str], **overrides: Any) -> Config:
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    # Either top-level keys or a [shopper] table.
+    section = data.get("shopper", data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"config file {path}: [shopper] must be a table")
+    return section

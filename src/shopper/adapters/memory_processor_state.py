@@ -7,6 +7,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 
+from shopper.adapters.memo import StaleMemo
 from shopper.domain.item import Item
 from shopper.domain.ranking import cosine, forward_weight
 from shopper.domain.session import SessionState
@@ -17,8 +18,14 @@ _RESCALE_AFTER_HALF_LIVES = 500.0
 
 
 class InMemoryProcessorState:
-    def __init__(self, half_life_s: float, dedup_capacity: int = 1_000_000) -> None:
+    def __init__(
+        self,
+        half_life_s: float,
+        dedup_capacity: int = 1_000_000,
+        staleness_s: float = 1.0,
+    ) -> None:
         self._half_life = half_life_s
+        self._neighbour_memo = StaleMemo(staleness_s)
         self._landmark: float | None = None
         self._applied: OrderedDict[str, None] = OrderedDict()
         self._dedup_capacity = dedup_capacity
@@ -48,33 +55,47 @@ class InMemoryProcessorState:
 
     def apply(self, changes: StateChanges) -> None:
         with self._lock:
-            for event_id in changes.event_ids:
-                self._applied[event_id] = None
-            while len(self._applied) > self._dedup_capacity:
-                self._applied.popitem(last=False)
             self._sessions.update(changes.sessions)
             self._items.update(changes.items)
             for segment, item, weight, ts in changes.hits:
                 self._hit(segment, item, weight, ts)
             for a, b, weight in changes.co_occurrences:
                 row_a = self._co.setdefault(a, {})
+                if b not in row_a:
+                    # A new neighbour makes a cached row wrong, not just a little stale: a
+                    # list written from it would miss the pair until the shopper acts again.
+                    self._neighbour_memo.drop(a)
+                    self._neighbour_memo.drop(b)
                 row_a[b] = row_a.get(b, 0.0) + weight
                 row_b = self._co.setdefault(b, {})
                 row_b[a] = row_b.get(a, 0.0) + weight
+            # Ids last: if anything above raised, a redelivery applies the batch again.
+            for event_id in changes.event_ids:
+                self._applied[event_id] = None
+            while len(self._applied) > self._dedup_capacity:
+                self._applied.popitem(last=False)
 
     def popular(self, segment: str, n: int) -> list[tuple[str, float]]:
+        """Top items of a segment (the processor reads it once per micro-batch)."""
         with self._lock:
             table = self._popular.get(segment, {})
             return heapq.nlargest(n, table.items(), key=lambda kv: (kv[1], kv[0]))
 
     def neighbours(self, item_id: str, n: int) -> list[tuple[str, float]]:
+        """Memoised per item for up to `staleness_s` (the processor's hottest call); a new
+        pair drops the memo at once."""
+        return self._neighbour_memo.get(item_id, n, self._locked_neighbours)
+
+    def _locked_neighbours(self, item_id: str, n: int) -> list[tuple[str, float]]:
         with self._lock:
-            row = self._co.get(item_id, {})
-            volume = self._volume.get(item_id, 0.0)
-            scored = (
-                (other, cosine(c, volume, self._volume.get(other, 0.0))) for other, c in row.items()
-            )
-            return heapq.nlargest(n, scored, key=lambda kv: (kv[1], kv[0]))
+            return self._compute_neighbours(item_id, n)
+
+    def _compute_neighbours(self, item_id: str, n: int) -> list[tuple[str, float]]:
+        row = self._co.get(item_id, {})
+        volume = self._volume.get(item_id, 0.0)
+        vol = self._volume
+        scored = [(other, cosine(c, volume, vol.get(other, 0.0))) for other, c in row.items()]
+        return heapq.nlargest(n, scored, key=lambda kv: (kv[1], kv[0]))
 
     def _hit(self, segment: str, item: str, weight: float, ts: float) -> None:
         if self._landmark is None:

@@ -1,14 +1,20 @@
-"""The FastAPI application. Routes only read the cache or publish events: no models here."""
+"""The FastAPI application. Routes only read the cache or publish events: no models here.
 
-from __future__ import annotations
+No `from __future__ import annotations` here: FastAPI reads the route signatures at run
+time, and the `k` bound refers to a local of `create_app`.
+"""
 
 import json
+import time
+import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shopper import __version__
 from shopper.api.schemas import (
@@ -17,6 +23,7 @@ from shopper.api.schemas import (
     IngestOut,
     RecommendationsOut,
     RejectedEventOut,
+    recommendations_body,
 )
 from shopper.codec import EventIn, ItemIn
 from shopper.services.ingest import BatchTooLarge, EventIngest, IngestResult
@@ -29,6 +36,7 @@ def create_app(
     default_k: int = 10,
     max_k: int = 100,
     health: dict[str, str] | None = None,
+    stats: Callable[[], dict[str, Any]] | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="shopper",
@@ -45,6 +53,7 @@ def create_app(
             400: {"model": ErrorOut, "description": "Body is not JSON"},
             413: {"model": ErrorOut, "description": "Batch over the limit"},
             422: {"model": IngestOut, "description": "Some events rejected; the rest accepted"},
+            429: {"description": SPOOL_FULL_DOC},
         },
         openapi_extra=_body_schema(EventIn, "One event, or a list of events"),
     )
@@ -61,7 +70,12 @@ def create_app(
         "/v1/catalog/items",
         status_code=202,
         response_model=IngestOut,
-        responses={400: {"model": ErrorOut}, 413: {"model": ErrorOut}, 422: {"model": IngestOut}},
+        responses={
+            400: {"model": ErrorOut},
+            413: {"model": ErrorOut},
+            422: {"model": IngestOut},
+            429: {"description": SPOOL_FULL_DOC},
+        },
         openapi_extra=_body_schema(ItemIn, "Items to insert or update"),
     )
     async def put_items(request: Request) -> Any:
@@ -74,7 +88,9 @@ def create_app(
         return _ingest_response(ingest, events)
 
     @app.get("/v1/recommendations", response_model=RecommendationsOut)
-    def get_recommendations(
+    # async: the read is one in-memory lookup or one Redis round trip, well under a
+    # millisecond; running it on the event loop saves a worker-thread hop per page.
+    async def get_recommendations(
         user_id: str | None = None,
         session_id: str | None = None,
         k: Annotated[int | None, Query(ge=1, le=max_k)] = None,
@@ -83,19 +99,52 @@ def create_app(
         ] = None,
         country: str | None = None,
         device: str | None = None,
-    ) -> RecommendationsOut:
+    ) -> Any:
         """The shopper's precomputed list, filtered against live stock at read time.
         `source` tells `personalized`, `last_known_good` or `popular`."""
         size = k or default_k
         request = PageRequest(user_id, session_id, size, context_item, country, device)
-        return RecommendationsOut.of(reader.recommend(request), size)
+        return JSONResponse(recommendations_body(reader.recommend(request), size))
+
+    @app.get("/v1/stats")
+    def get_stats() -> dict[str, Any]:
+        """Counters of the stream processors running in this process (empty in an
+        API-only process): events applied, duplicates, dead letters, list freshness."""
+        return stats() if stats else {}
 
     @app.get("/healthz", response_model=HealthOut)
     def healthz() -> HealthOut:
         return HealthOut(status="ok", **health_info)
 
     _add_body_models(app, [EventIn, ItemIn])
+    app.add_middleware(ServerTiming)
     return app
+
+
+class ServerTiming:
+    """Adds `Server-Timing: app;dur=<ms>` to every response: the time spent inside shopper,
+    apart from the network and the client."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def timed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                ms = (time.perf_counter() - started) * 1000
+                headers = [
+                    *message.get("headers", []),
+                    (b"server-timing", f"app;dur={ms:.3f}".encode()),
+                ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, timed_send)
 
 
 async def _json_body(request: Request) -> Any:
@@ -104,6 +153,17 @@ async def _json_body(request: Request) -> Any:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         return JSONResponse({"detail": f"body is not valid JSON: {exc}"}, status_code=400)
+    except RecursionError:
+        detail = "body JSON is nested too deeply to read"
+        return JSONResponse({"detail": detail}, status_code=400)
+
+
+SPOOL_FULL_DOC = (
+    "The local spool of events waiting for the stream's broker is full (the broker is down "
+    "or slow). `detail` says why; the events counted in `accepted` were taken, the ids in "
+    "`not_accepted` were not: send those again after `Retry-After` seconds. Invalid events "
+    "are listed in `rejected` as with 422."
+)
 
 
 def _ingest_response(ingest: EventIngest, events: list[Any]) -> Any:
@@ -118,6 +178,10 @@ def _ingest_response(ingest: EventIngest, events: list[Any]) -> Any:
             for r in result.rejected
         ],
     )
+    if result.spool_full:
+        body = {**out.model_dump(), "detail": result.spool_full}
+        body["not_accepted"] = result.not_accepted
+        return JSONResponse(body, status_code=429, headers={"Retry-After": "1"})
     if result.rejected:
         return JSONResponse(out.model_dump(), status_code=422)
     return JSONResponse(out.model_dump(), status_code=202)
@@ -126,14 +190,16 @@ def _ingest_response(ingest: EventIngest, events: list[Any]) -> Any:
 def _upsert_event(item: Any) -> Any:
     if not isinstance(item, dict):
         return item  # rejected by validation with a clear reason
-    ts = item.get("created_at") or item.get("updated_at")
-    event = {"event_id": f"upsert:{item.get('item_id')}:{ts}", "type": "item_upsert", "item": item}
-    event["ts"] = ts if ts else _now_iso()
-    return event
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat()
+    # Unique per request: the processor drops repeated event ids, and a later upsert of the
+    # same item must not be mistaken for a redelivery of the first. Upserts are idempotent.
+    # The event happens now: the catalog changed when the shop said so.
+    event_id = f"upsert:{item.get('item_id')}:{uuid.uuid4().hex}"
+    return {
+        "event_id": event_id,
+        "type": "item_upsert",
+        "ts": datetime.now(UTC).isoformat(),
+        "item": item,
+    }
 
 
 def _body_schema(model: type[Any], description: str) -> dict[str, Any]:

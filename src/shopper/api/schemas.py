@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -21,15 +22,17 @@ class RecommendationsOut(BaseModel):
     generated_at: datetime
     list_id: str
 
-    @classmethod
-    def of(cls, ranked: RecommendationList, k: int) -> RecommendationsOut:
-        return cls(
-            items=[ScoredItemOut(item_id=s.item_id, score=s.score) for s in ranked.items[:k]],
-            variant=ranked.variant,
-            source=ranked.source.value,
-            generated_at=datetime.fromtimestamp(ranked.generated_at, UTC),
-            list_id=ranked.list_id,
-        )
+
+def recommendations_body(ranked: RecommendationList, k: int) -> dict[str, Any]:
+    """The `RecommendationsOut` shape, built directly: the page path skips re-validating
+    its own output (a test checks the two agree)."""
+    return {
+        "items": [{"item_id": s.item_id, "score": round(s.score, 6)} for s in ranked.items[:k]],
+        "variant": ranked.variant,
+        "source": ranked.source.value,
+        "generated_at": datetime.fromtimestamp(ranked.generated_at, UTC).isoformat(),
+        "list_id": ranked.list_id,
+    }
 
 
 class RejectedEventOut(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ class RankingParams:
     recency_decay: float = 0.8
     seen_penalty: float = 0.5
     neighbours_per_item: int = 50
+    max_session_items: int = 10
     popular_candidates: int = 50
 
 
@@ -60,21 +62,32 @@ def rerank_with_session(
     items already seen this session are pushed down.
     """
     affinity: dict[str, float] = {}
-    for rank, interaction in enumerate(reversed(session.recent)):
-        strength = interaction.weight * params.recency_decay**rank
-        for other, sim in neighbours(interaction.item_id)[: params.neighbours_per_item]:
+    for item, strength in session_strengths(session, params).items():
+        for other, sim in neighbours(item)[: params.neighbours_per_item]:
             affinity[other] = affinity.get(other, 0.0) + strength * sim
     pop = dict(popular[: params.popular_candidates])
     scores = _blend(_normalise(affinity), _normalise(pop), params)
     hidden = set(unavailable(scores.keys())) | set(session.cart) | set(session.purchased)
     seen = set(session.recent_items())
-    ranked = [
-        ScoredItem(item, round(score * (params.seen_penalty if item in seen else 1.0), 6))
+    penalised = (
+        (item, score * (params.seen_penalty if item in seen else 1.0))
         for item, score in scores.items()
         if item not in hidden
-    ]
-    ranked.sort(key=lambda s: (-s.score, s.item_id))
-    return ranked[: params.k]
+    )
+    best = heapq.nsmallest(params.k, penalised, key=lambda kv: (-kv[1], kv[0]))
+    return [ScoredItem(item, score) for item, score in best]
+
+
+def session_strengths(session: SessionState, params: RankingParams) -> dict[str, float]:
+    """Interest per distinct recent item: each interaction's weight, decayed by how many
+    interactions ago it was, summed per item; at most `max_session_items` items."""
+    strengths: dict[str, float] = {}
+    for rank, interaction in enumerate(reversed(session.recent)):
+        if interaction.item_id not in strengths and len(strengths) >= params.max_session_items:
+            continue
+        decayed = interaction.weight * params.recency_decay**rank
+        strengths[interaction.item_id] = strengths.get(interaction.item_id, 0.0) + decayed
+    return strengths
 
 
 def top_popular(

@@ -8,7 +8,7 @@ from typing import Any
 
 from shopper.codec import EventIn, encode_event, parse_event
 from shopper.domain.event import CATALOG_TYPES, EventType
-from shopper.errors import InvalidEvent, ShopperError
+from shopper.errors import InvalidEvent, ShopperError, SpoolFull
 from shopper.ports.cache import RecommendationCache
 from shopper.ports.event_log import EventLog
 
@@ -31,6 +31,10 @@ class Rejection:
 class IngestResult:
     accepted: int = 0
     rejected: list[Rejection] = field(default_factory=list)
+    # Set when the local spool filled up mid-batch: the valid events from the first one
+    # the spool refused onwards were not accepted (listed by event id); retry those.
+    spool_full: str | None = None
+    not_accepted: list[str] = field(default_factory=list)
 
 
 class EventIngest:
@@ -63,11 +67,16 @@ class EventIngest:
                 result.rejected.append(
                     Rejection(index, str(event_id) if event_id is not None else None, exc.reasons)
                 )
-        self._update_stock(good)
-        for event in good:
+        for n, event in enumerate(good):
             topic = self._catalog_topic if event.type in CATALOG_TYPES else self._events_topic
-            self._log.publish(topic, event.to_domain().partition_key, encode_event(event))
-        result.accepted = len(good)
+            try:
+                self._log.publish(topic, event.to_domain().partition_key, encode_event(event))
+            except SpoolFull as exc:
+                result.spool_full = str(exc)
+                result.not_accepted = [e.event_id for e in good[n:]]
+                break
+            result.accepted += 1
+        self._update_stock(good[: result.accepted])
         return result
 
     def _update_stock(self, events: list[EventIn]) -> None:

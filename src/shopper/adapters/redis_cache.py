@@ -1,0 +1,242 @@
+"""Redis recommendation cache: compact binary lists, the page read in one Lua round trip.
+
+Keys and encodings are documented in docs/redis-keys.md. A list is stored once per
+(subject, variant) under `list:` with the last-known-good TTL; a tiny `fresh:` marker with
+the fresh TTL says whether that same list still counts as fresh. Both expire in Redis itself.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis
+
+from shopper.domain.recommendation import PageRead, RecommendationList, ScoredItem, Source
+from shopper.ports.cache import ListKey
+from shopper.ports.clock import Clock
+
+FORMAT_VERSION = 1
+# version, source, written_at, generated_at, item count, variant length, list_id length
+_HEADER = struct.Struct("<BBddHHH")
+_WRITTEN_AT = struct.Struct("<d")
+_SOURCES = tuple(Source)  # the stored source byte indexes this tuple: append only
+_MAX_ID_BYTES = 1 << 14  # two varint bytes
+_SOLD_OUT_CHUNK = 1000  # ids per SMISMEMBER call inside the script (Lua unpack limit)
+
+# KEYS[1]: sold-out set; with ARGV[1] == '1', KEYS[2] and KEYS[3]: fresh marker and stored
+# list; every further key: a popular list. Returns {fresh marker exists, list, popular...,
+# sold-out ids among all their items}.
+_READ_PAGE_LUA = """
+local ids, seen = {}, {}
+local function collect(blob)
+  local n, vlen, llen = struct.unpack('<HHH', blob, 19)
+  local pos = 25 + vlen + llen + 4 * n
+  for _ = 1, n do
+    local len = string.byte(blob, pos)
+    if len < 128 then
+      pos = pos + 1
+    else
+      len = (len - 128) + 128 * string.byte(blob, pos + 1)
+      pos = pos + 2
+    end
+    local id = string.sub(blob, pos, pos + len - 1)
+    pos = pos + len
+    if not seen[id] then
+      seen[id] = true
+      ids[#ids + 1] = id
+    end
+  end
+end
+local out = {0, false}
+local first = 2
+if ARGV[1] == '1' then
+  out[1] = redis.call('EXISTS', KEYS[2])
+  out[2] = redis.call('GET', KEYS[3])
+  if out[2] then collect(out[2]) end
+  first = 4
+end
+for i = first, #KEYS do
+  local blob = redis.call('GET', KEYS[i])
+  out[#out + 1] = blob
+  if blob then collect(blob) end
+end
+local sold = {}
+local chunk = tonumber(ARGV[2])
+for start = 1, #ids, chunk do
+  local stop = math.min(start + chunk - 1, #ids)
+  local flags = redis.call('SMISMEMBER', KEYS[1], unpack(ids, start, stop))
+  for i = 1, #flags do
+    if flags[i] == 1 then sold[#sold + 1] = ids[start + i - 1] end
+  end
+end
+out[#out + 1] = sold
+return out
+"""
+
+
+def redis_from_url(url: str) -> redis.Redis:
+    """A binary-safe client for `redis://host:port/db` (or `rediss://`)."""
+    return redis.Redis.from_url(url, decode_responses=False)
+
+
+def encode_list(ranked: RecommendationList, written_at: float) -> bytes:
+    """Header, variant, list id, float32 scores, then varint-length-prefixed item ids.
+
+    Length prefixes (one byte below 128, else two) rather than a separator, so no item id
+    can break the framing. About 5 + len(id) bytes per item plus ~60 for the header.
+    """
+    variant = ranked.variant.encode()
+    list_id = ranked.list_id.encode()
+    n = len(ranked.items)
+    header = _HEADER.pack(
+        FORMAT_VERSION,
+        _SOURCES.index(ranked.source),
+        written_at,
+        ranked.generated_at,
+        n,
+        len(variant),
+        len(list_id),
+    )
+    scores = struct.pack(f"<{n}f", *(s.score for s in ranked.items))
+    ids = b"".join(_prefixed(s.item_id.encode()) for s in ranked.items)
+    return b"".join((header, variant, list_id, scores, ids))
+
+
+def decode_list(blob: bytes) -> RecommendationList:
+    version, source, _, generated_at, n, vlen, llen = _HEADER.unpack_from(blob)
+    if version != FORMAT_VERSION:
+        raise ValueError(f"unknown list format version {version}")
+    pos = _HEADER.size
+    variant = blob[pos : pos + vlen].decode()
+    pos += vlen
+    list_id = blob[pos : pos + llen].decode()
+    pos += llen
+    scores = struct.unpack_from(f"<{n}f", blob, pos)
+    pos += 4 * n
+    items = []
+    for score in scores:
+        length = blob[pos]
+        if length < 128:
+            pos += 1
+        else:
+            length = (length - 128) + 128 * blob[pos + 1]
+            pos += 2
+        items.append(ScoredItem(blob[pos : pos + length].decode(), score))
+        pos += length
+    return RecommendationList(tuple(items), variant, _SOURCES[source], generated_at, list_id)
+
+
+def _prefixed(raw: bytes) -> bytes:
+    size = len(raw)
+    if size < 128:
+        return bytes((size,)) + raw
+    if size >= _MAX_ID_BYTES:
+        raise ValueError(f"item id of {size} bytes is too long to store")
+    return bytes((128 + (size & 127), size >> 7)) + raw
+
+
+@dataclass(frozen=True, slots=True)
+class ListFootprint:
+    """What one stored user list costs in Redis, in bytes."""
+
+    value_bytes: int  # the encoded list itself
+    memory_usage: int  # MEMORY USAGE of the list key: value, key name, overheads
+    marker_memory_usage: int  # MEMORY USAGE of its fresh marker (0 once expired)
+
+    @property
+    def total(self) -> int:
+        return self.memory_usage + self.marker_memory_usage
+
+
+class RedisRecommendationCache:
+    """RecommendationCache on Redis. Thread-safe (redis-py's connection pool)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        clock: Clock,
+        fresh_ttl_s: float,
+        lkg_ttl_s: float,
+        prefix: str = "shopper:",
+    ) -> None:
+        self._client = client
+        self._clock = clock
+        self._fresh_ms = _ms(fresh_ttl_s)
+        # The stored list is the last-known-good copy; it must outlive the fresh marker.
+        self._list_ms = _ms(max(fresh_ttl_s, lkg_ttl_s))
+        self._prefix = prefix
+        self._sold_out_key = f"{prefix}sold_out"
+        self._read_page = client.register_script(_READ_PAGE_LUA)
+
+    def write_lists(self, lists: Sequence[tuple[ListKey, RecommendationList]]) -> None:
+        if not lists:
+            return
+        now = self._clock.now()
+        pipe = self._client.pipeline(transaction=True)
+        for key, ranked in lists:
+            pipe.set(self._list_key(key), encode_list(ranked, now), px=self._list_ms)
+            pipe.set(self._fresh_key(key), b"1", px=self._fresh_ms)
+        pipe.execute()
+
+    def write_popular(self, segment: str, ranked: RecommendationList) -> None:
+        self._client.set(self._popular_key(segment), encode_list(ranked, self._clock.now()))
+
+    def set_stock(self, in_stock: Iterable[str], sold_out: Iterable[str]) -> None:
+        back, gone = list(in_stock), list(sold_out)
+        pipe = self._client.pipeline(transaction=True)
+        if back:
+            pipe.srem(self._sold_out_key, *back)
+        if gone:
+            pipe.sadd(self._sold_out_key, *gone)
+        pipe.execute()
+
+    def read_page(self, key: ListKey | None, segments: Sequence[str]) -> PageRead:
+        keys = [self._sold_out_key]
+        if key is not None:
+            keys += [self._fresh_key(key), self._list_key(key)]
+        keys += [self._popular_key(s) for s in segments]
+        reply: list[Any] = self._read_page(
+            keys=keys, args=["1" if key is not None else "0", _SOLD_OUT_CHUNK]
+        )
+        fresh_marker, stored, *popular, sold = reply
+        lkg = decode_list(stored) if stored is not None else None
+        return PageRead(
+            fresh=lkg if fresh_marker else None,
+            last_known_good=lkg,
+            popular=tuple(decode_list(b) for b in popular if b is not None),
+            sold_out=frozenset(i.decode() for i in sold),
+        )
+
+    def list_age(self, key: ListKey) -> float | None:
+        head = cast(bytes, self._client.getrange(self._list_key(key), 0, _HEADER.size - 1))
+        if len(head) < _HEADER.size:
+            return None
+        (written_at,) = _WRITTEN_AT.unpack_from(head, 2)
+        return float(self._clock.now() - written_at)
+
+    def footprint(self, key: ListKey) -> ListFootprint | None:
+        """Bytes one stored list takes (for benchmarks), or None if it is not stored."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.strlen(self._list_key(key))
+        pipe.memory_usage(self._list_key(key), samples=0)
+        pipe.memory_usage(self._fresh_key(key), samples=0)
+        size, usage, marker = pipe.execute()
+        if not usage:
+            return None
+        return ListFootprint(int(size), int(usage), int(marker or 0))
+
+    def _list_key(self, key: ListKey) -> str:
+        return f"{self._prefix}list:{key.variant}:{key.subject}"
+
+    def _fresh_key(self, key: ListKey) -> str:
+        return f"{self._prefix}fresh:{key.variant}:{key.subject}"
+
+    def _popular_key(self, segment: str) -> str:
+        return f"{self._prefix}popular:{segment}"
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
