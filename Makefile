@@ -22,8 +22,8 @@ serve: install
 	$(BIN)/shopper serve
 
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 typecheck: install
 	$(BIN)/mypy
