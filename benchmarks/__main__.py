@@ -1,9 +1,9 @@
 """`make bench`: every benchmark in one run, printed as one JSON object (and a summary).
 
 Kafka runs on a tansu broker started here (as in the tests); Redis is the local server on
-127.0.0.1:6379, database 0 with a key prefix of its own, unless SHOPPER_BENCH_REDIS says otherwise. Each section measures
-the embedded and the real adapters side by side, interleaved where it can, and reports
-medians, 99th percentiles and ratios.
+127.0.0.1:6379, database 0 under a key prefix of its own (SHOPPER_BENCH_REDIS overrides).
+Each section measures the embedded and the real adapters side by side, interleaved where it
+can, and reports medians, 99th percentiles and ratios.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import time
 import uuid
 from typing import Any
 
+from shopper.domain.event import StockChange
 from shopper.domain.recommendation import RecommendationList, ScoredItem, Source
 from shopper.domain.segment import popularity_segments
 from shopper.domain.stats import percentile
@@ -29,7 +30,8 @@ def fill(cache: RecommendationCache, users: int, seed: int = 3) -> None:
         cache.write_lists(batch[start : start + 500])
     for segment in ["country:gb", "device:mobile", "global"]:
         cache.write_popular(segment, _list(rng))
-    cache.set_stock([], [f"sku-{rng.randrange(100_000):06d}" for _ in range(2000)])
+    gone = [f"sku-{rng.randrange(100_000):06d}" for _ in range(2000)]
+    cache.set_stock([StockChange(item, False, time.time()) for item in gone])
 
 
 def read_latencies(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -17,8 +19,11 @@ from shopper.config import Config
 from shopper.errors import ConfigError
 from shopper.ports.cache import RecommendationCache
 from shopper.ports.clock import Clock
+from shopper.ports.event_archive import EventArchive
 from shopper.ports.event_log import EventLog
+from shopper.ports.feature_store import FeatureLog, FeatureStore
 from shopper.ports.processor_state import ProcessorState
+from shopper.services.features import FeaturePipeline
 from shopper.services.ingest import EventIngest
 from shopper.services.processor import (
     Processor,
@@ -27,8 +32,6 @@ from shopper.services.processor import (
     summarize_stats,
 )
 from shopper.services.serving import RecommendationReader
-
-PROCESSOR_GROUP = "shopper-processor"
 
 
 @dataclass
@@ -43,6 +46,7 @@ class System:
     ingest: EventIngest
     reader: RecommendationReader
     runners: list[ProcessorRunner] = field(default_factory=list)
+    features: FeaturePipeline | None = None  # shared by this process's processors
 
     def app(self) -> FastAPI:
         return create_app(
@@ -64,7 +68,7 @@ class System:
     def processor(self) -> Processor:
         """A new member of the processor consumer group."""
         c = self.config
-        consumer = self.event_log.subscribe([c.events_topic, c.catalog_topic], PROCESSOR_GROUP)
+        consumer = self.event_log.subscribe([c.events_topic, c.catalog_topic], c.processor_group)
         settings = ProcessorSettings(
             dead_letter_topic=c.dead_letter_topic,
             list_size=c.list_size,
@@ -72,7 +76,9 @@ class System:
             wait_s=c.microbatch_wait_s,
             popular_refresh_s=c.popular_refresh_s,
         )
-        return Processor(consumer, self.event_log, self.state, self.cache, self.clock, settings)
+        return Processor(
+            consumer, self.event_log, self.state, self.cache, self.clock, settings, self.features
+        )
 
     def start_processor(self) -> ProcessorRunner:
         runner = ProcessorRunner(self.processor())
@@ -84,6 +90,8 @@ class System:
         for runner in self.runners:
             runner.stop()
         self.runners.clear()
+        if self.features is not None:
+            self.features.close()
         self.event_log.flush()
         self.event_log.close()
 
@@ -95,9 +103,9 @@ def build_system(config: Config, clock: Clock | None = None) -> System:
     ingest = EventIngest(
         event_log, cache, config.events_topic, config.catalog_topic, config.max_batch
     )
-    return System(
-        config, clock, event_log, cache, state, ingest, RecommendationReader(cache, clock)
-    )
+    reader = RecommendationReader(cache, clock)
+    features = build_feature_pipeline(config)
+    return System(config, clock, event_log, cache, state, ingest, reader, features=features)
 
 
 def _event_log(config: Config) -> EventLog:
@@ -163,3 +171,86 @@ def _cache_and_state(config: Config, clock: Clock) -> tuple[RecommendationCache,
 
 def _scheme(url: str) -> str:
     return urlparse(url).scheme or url
+
+
+# The feature store: off, in memory (tests), or Feast (SQLite under data_dir, or Redis).
+
+
+def feature_folder(config: Config) -> Path:
+    """Where the feature store keeps its files: archive/, served/, feast/."""
+    return config.data_dir / "features"
+
+
+def build_feature_pipeline(config: Config) -> FeaturePipeline | None:
+    """The processors' feature collaborator; None when the feature store is off."""
+    if config.feature_store == "off":
+        return None
+    return FeaturePipeline(
+        build_event_archive(config),
+        feature_store_opener(config),
+        build_feature_log(config),
+        log_sample=config.feature_log_sample,
+    )
+
+
+def build_event_archive(config: Config) -> EventArchive:
+    if config.feature_store == "memory":
+        from shopper.adapters.memory_event_archive import InMemoryEventArchive
+
+        return InMemoryEventArchive()
+    from shopper.adapters.parquet_event_archive import ParquetEventArchive
+
+    return ParquetEventArchive(feature_folder(config) / "archive")
+
+
+def build_feature_log(config: Config) -> FeatureLog:
+    if config.feature_store == "memory":
+        from shopper.adapters.memory_feature_log import InMemoryFeatureLog
+
+        return InMemoryFeatureLog()
+    from shopper.adapters.jsonl_feature_log import JsonlFeatureLog
+
+    return JsonlFeatureLog(feature_folder(config) / "served")
+
+
+def feature_store_opener(config: Config) -> Callable[[], FeatureStore]:
+    """Opens the feature store: the in-memory one is shared, each Feast store is new.
+    Feast is imported only when a store is opened (it takes seconds), but a missing
+    install fails here, at start-up."""
+    if config.feature_store == "memory":
+        from shopper.adapters.memory_feature_store import InMemoryFeatureStore
+
+        shared = InMemoryFeatureStore()
+        return lambda: shared
+    if config.feature_store != "feast":
+        raise ConfigError(f"the feature store is {config.feature_store!r}")
+    import importlib.util
+
+    from shopper.errors import MissingExtra
+
+    if importlib.util.find_spec("feast") is None:
+        raise MissingExtra("feast", "feast")
+
+    def open_feast() -> FeatureStore:
+        from shopper.adapters.feast_feature_store import FeastFeatureStore
+
+        store = FeastFeatureStore(feast_settings(config))
+        store.ensure_applied()
+        return store
+
+    return open_feast
+
+
+def feast_settings(config: Config) -> Any:
+    """shopper's config as the Feast adapter's settings (a FeastSettings)."""
+    from shopper.adapters.feast_repo import FeastSettings
+    from shopper.domain.features.spec import VIEWS
+
+    redis = _scheme(config.cache_url) in ("redis", "rediss")
+    return FeastSettings(
+        definitions=config.feature_repo,
+        data_dir=feature_folder(config) / "feast",
+        project=config.feature_project,
+        redis_url=config.cache_url if redis else None,
+        online_ttl_s=int(max(v.ttl_s for v in VIEWS.values())) if redis else None,
+    )

@@ -46,6 +46,9 @@ ConfigFile = Annotated[
 ]
 
 
+LOG_FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s %(message)s"
+
+
 class Role(StrEnum):
     api = "api"
     processor = "processor"
@@ -73,7 +76,9 @@ def serve(
     """Run the HTTP API and/or the stream processor."""
     from shopper.services.runtime import serve as run_serve
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(name)s %(message)s"
+    )
     config = _config(config_file, stream_url=stream_url, cache_url=cache_url, data_dir=data_dir)
     run_serve(config, host=host, port=port, role=role.value)
 
@@ -148,6 +153,71 @@ def load(
         raise typer.Exit(2) from None
     typer.echo(json.dumps(result))
     if result["rejected"]:
+        raise typer.Exit(1)
+
+
+features_app = typer.Typer(
+    help="The feature store (Feast): definitions, backfill, training-serving skew check.",
+    no_args_is_help=True,
+)
+app.add_typer(features_app, name="features")
+
+
+@features_app.command("apply")
+def features_apply(
+    cache_url: CacheUrl = None, data_dir: DataDir = None, config_file: ConfigFile = None
+) -> None:
+    """Register the Feast definitions (feature_repo/) and create the stores, from config."""
+    from shopper.feature_tasks import apply_definitions
+
+    config = _config(config_file, cache_url=cache_url, data_dir=data_dir)
+    try:
+        views = apply_definitions(config)
+    except ShopperError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps({"applied": sorted(views)}))
+
+
+@features_app.command("backfill")
+def features_backfill(
+    as_json: Annotated[bool, typer.Option("--json", help="no progress bar")] = False,
+    cache_url: CacheUrl = None,
+    data_dir: DataDir = None,
+    config_file: ConfigFile = None,
+) -> None:
+    """Recompute the offline store from the event archive, with the online path's code."""
+    from shopper.feature_tasks import run_backfill
+
+    config = _config(config_file, cache_url=cache_url, data_dir=data_dir)
+    result = run_backfill(config, show_progress=not as_json)
+    typer.echo(json.dumps({"events": result.events, "rows": result.rows}))
+
+
+@features_app.command("check-skew")
+def features_check_skew(
+    sample: Annotated[int, typer.Option(help="served rows, and users and items, to check")] = 500,
+    seed: Annotated[int, typer.Option(help="seed of the sample")] = 0,
+    backfill: Annotated[
+        bool, typer.Option(help="recompute the offline store from the archive first")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    cache_url: CacheUrl = None,
+    data_dir: DataDir = None,
+    config_file: ConfigFile = None,
+) -> None:
+    """Compare served and online feature rows with the offline store; exits 1 on a mismatch."""
+    from shopper.feature_tasks import run_skew_check
+
+    config = _config(config_file, cache_url=cache_url, data_dir=data_dir)
+    report = run_skew_check(config, sample, seed, backfill, show_progress=not as_json)
+    if as_json:
+        typer.echo(json.dumps(report, sort_keys=True))
+    else:
+        typer.echo(f"checked {report['checked']} rows: {report['mismatches']} mismatches")
+        for name, count in sorted(report["by_feature"].items()):
+            typer.echo(f"  {name}: {count}")
+    if report["mismatches"]:
         raise typer.Exit(1)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -54,6 +54,22 @@ class Config(BaseModel):
     co_occurrence_cap: int = Field(
         500, ge=1, description="co-occurrence counts kept per item (Redis), trimmed at twice"
     )
+    feature_store: Literal["off", "memory", "feast"] = Field(
+        "off",
+        description="off; memory (in-process, for tests); feast (SQLite online store under "
+        "data_dir, or Feast's Redis online store when cache_url is redis://)",
+    )
+    feature_repo: Path = Field(
+        Path("feature_repo"), description="folder of the Feast definitions (feature views)"
+    )
+    feature_project: str = Field(
+        "shopper",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_]*$",
+        description="Feast project: names the registry entries and ends every Feast Redis key",
+    )
+    feature_log_sample: float = Field(
+        0.05, ge=0, le=1, description="share of entities whose served feature rows are logged"
+    )
 
     @property
     def events_topic(self) -> str:
@@ -62,6 +78,11 @@ class Config(BaseModel):
     @property
     def catalog_topic(self) -> str:
         return f"{self.topic_prefix}catalog"
+
+    @property
+    def processor_group(self) -> str:
+        """The processors' consumer group: one per deployment (topic prefix)."""
+        return f"{self.topic_prefix}processor"
 
     @property
     def dead_letter_topic(self) -> str:

@@ -18,6 +18,7 @@ import redis
 from shopper.adapters.memory_cache import InMemoryRecommendationCache
 from shopper.adapters.redis_cache import RedisRecommendationCache, redis_from_url
 from shopper.adapters.system_clock import ManualClock, SystemClock
+from shopper.domain.event import StockChange
 from shopper.domain.recommendation import (
     PageRead,
     RecommendationList,
@@ -30,6 +31,14 @@ from shopper.ports.cache import ListKey, RecommendationCache
 FRESH_TTL = 0.5
 LKG_TTL = 1.2
 ALICE = ListKey("u:alice", "champion")
+
+
+def gone(*items: str, ts: float = 1.0) -> list[StockChange]:
+    return [StockChange(i, False, ts) for i in items]
+
+
+def back(*items: str, ts: float = 1.0) -> list[StockChange]:
+    return [StockChange(i, True, ts) for i in items]
 
 
 @dataclass
@@ -155,7 +164,7 @@ def test_read_page_reports_sold_out_items_of_every_list_it_returns(
 ) -> None:
     cache.write_lists([(ALICE, ranked(["a", "b", "c"]))])
     cache.write_popular("global", ranked(["c", "p", "q"], Source.POPULAR))
-    cache.set_stock(in_stock=[], sold_out=["b", "q", "not-shown"])
+    cache.set_stock(gone("b", "q", "not-shown"))
 
     page = cache.read_page(ALICE, ["global"])
     assert page.sold_out == {"b", "q"}
@@ -166,14 +175,27 @@ def test_read_page_reports_sold_out_items_of_every_list_it_returns(
 
 def test_in_stock_takes_an_item_out_of_the_sold_out_set(cache: RecommendationCache) -> None:
     cache.write_lists([(ALICE, ranked(["a", "b", "c"]))])
-    cache.set_stock(in_stock=[], sold_out=["a", "b"])
-    cache.set_stock(in_stock=["a", "never-sold-out"], sold_out=[])
+    cache.set_stock(gone("a", "b", ts=1.0))
+    cache.set_stock(back("a", "never-sold-out", ts=2.0))
     assert cache.read_page(ALICE, []).sold_out == {"b"}
-    # In one update, sold out wins over back in stock.
-    cache.set_stock(in_stock=["c"], sold_out=["c"])
+    # Within one update, changes apply in order.
+    cache.set_stock([*back("c", ts=3.0), *gone("c", ts=3.0)])
     assert cache.read_page(ALICE, []).sold_out == {"b", "c"}
-    cache.set_stock(in_stock=["b", "c"], sold_out=[])
+    cache.set_stock(back("b", "c", ts=4.0))
     assert cache.read_page(ALICE, []).sold_out == frozenset()
+
+
+def test_an_older_stock_change_never_overrides_a_newer_one(cache: RecommendationCache) -> None:
+    """The API and the processor both deliver stock changes, in either order."""
+    cache.write_lists([(ALICE, ranked(["a", "b"]))])
+    cache.set_stock(gone("a", ts=10.0))
+    cache.set_stock(back("a", ts=9.0))  # the processor catching up on an older restock
+    assert cache.read_page(ALICE, []).sold_out == {"a"}
+    assert cache.sold_out_among(["a", "b", "unknown"]) == {"a"}
+    cache.set_stock(back("a", ts=11.0))
+    cache.set_stock(gone("a", ts=10.0))  # the old sell-out, delivered again
+    assert cache.read_page(ALICE, []).sold_out == frozenset()
+    assert cache.sold_out_among(["a"]) == set()
 
 
 def test_list_age_counts_from_the_last_write(cache: RecommendationCache, harness: Harness) -> None:
@@ -232,13 +254,14 @@ def test_redis_prefixes_keep_caches_apart(redis_client: redis.Redis) -> None:
     one = RedisRecommendationCache(redis_client, SystemClock(), 60, 60, prefix="one:")
     two = RedisRecommendationCache(redis_client, SystemClock(), 60, 60, prefix="two:")
     one.write_lists([(ALICE, ranked(["a"]))])
-    one.set_stock([], ["a"])
+    one.set_stock(gone("a"))
     assert two.read_page(ALICE, []).last_known_good is None
     assert two.read_page(ALICE, []).sold_out == frozenset()
     assert set(redis_client.scan_iter(match="one:*")) == {
         b"one:list:champion:u:alice",
         b"one:fresh:champion:u:alice",
         b"one:sold_out",
+        b"one:stock_ts",
     }
     assert list(redis_client.scan_iter(match="two:*")) == []
 
@@ -253,7 +276,7 @@ def test_redis_page_read_and_writes_are_one_round_trip_each(
 
     cache.write_lists([(ListKey(f"u:{n}", "champion"), ranked(["a", "b"])) for n in range(20)])
     assert sent() == 1
-    cache.set_stock(["a"], ["b"])
+    cache.set_stock([*back("a"), *gone("b")])
     assert sent() == 1
     cache.read_page(ListKey("u:3", "champion"), ["country:de", "device:mobile", "global"])
     assert sent() == 1

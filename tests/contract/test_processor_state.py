@@ -174,6 +174,18 @@ def test_neighbours_by_cosine_over_volume(state: ProcessorState) -> None:
     assert state.neighbours("unknown", 10) == []
 
 
+def test_neighbours_many_answers_like_neighbours(state: ProcessorState) -> None:
+    hits = [(GLOBAL_SEGMENT, i, w, T0) for i, w in [("a", 4.0), ("b", 1.0), ("c", 16.0)]]
+    state.apply(changes(hits=hits, co_occurrences=[("a", "b", 1.0), ("c", "a", 2.0)]))
+    state.neighbours("b", 10)  # one remembered, the others read together
+    many = state.neighbours_many(["a", "b", "c", "unknown"], 10)
+    assert set(many) == {"a", "b", "c", "unknown"}
+    for item in ("a", "b", "c"):
+        assert_ranked_equal(many[item], state.neighbours(item, 10))
+    assert many["unknown"] == []
+    assert [i for i, _ in state.neighbours_many(["a"], 1)["a"]] == ["b"]  # 1/2 beats 2/8
+
+
 def test_a_new_pair_is_a_neighbour_at_once(state: ProcessorState) -> None:
     hits = [(GLOBAL_SEGMENT, i, 1.0, T0) for i in "abc"]
     state.apply(changes(hits=hits, co_occurrences=[("a", "b", 1.0)]))

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from benchmarks.workload import shopper_events
+
 from shopper.bootstrap import System, build_system
 from shopper.config import load_config
 from tests.fixtures.kafka import TEST_SESSION_TIMEOUT_S
@@ -62,6 +62,15 @@ def _interactions(system: System, users: list[str]) -> dict[str, int]:
     return {s: sessions[s].interactions for s in users}
 
 
+def _assigned(log: str, pid: int) -> set[str]:
+    """Partitions the processor with this pid was ever assigned (from its INFO log)."""
+    owned: set[str] = set()
+    for line in log.splitlines():
+        if f" {pid} INFO " in line and "partitions assigned:" in line:
+            owned.update(line.split("partitions assigned:")[1].split())
+    return owned - {"none"}
+
+
 def _wait_for(check: Any, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -102,6 +111,10 @@ def test_killed_processor_hands_over_with_every_effect_exactly_once(
         assert first.returncode == -signal.SIGKILL
         assert second.poll() is None, "the survivor must still be running"
         assert sum(got.values()) == len(events)
+        owned_first = _assigned(log.read_text(), first.pid)
+        owned_second = _assigned(log.read_text(), second.pid)
+        assert owned_first, "the killed processor never owned a partition"
+        assert owned_first <= owned_second, "the survivor did not take over"
     finally:
         for proc in (first, second):
             if proc.poll() is None:

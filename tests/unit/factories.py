@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shopper.adapters.memory_event_log import InMemoryEventLog
-from shopper.bootstrap import PROCESSOR_GROUP, System
+from shopper.bootstrap import System
 from shopper.codec import parse_event
 from shopper.domain.event import CATALOG_TYPES, Event
 from shopper.domain.recommendation import (
@@ -89,7 +89,7 @@ def backlog(system: System) -> int:
     assert isinstance(log, InMemoryEventLog)
     topics = [system.config.events_topic, system.config.catalog_topic]
     return sum(
-        end - log.committed(PROCESSOR_GROUP, topic, p)
+        end - log.committed(system.config.processor_group, topic, p)
         for topic in topics
         for p, end in enumerate(log.end_offsets(topic))
     )

@@ -11,7 +11,7 @@ import pytest
 from shopper.adapters.memory_cache import InMemoryRecommendationCache
 from shopper.adapters.memory_event_log import InMemoryEventLog
 from shopper.adapters.system_clock import ManualClock
-from shopper.bootstrap import PROCESSOR_GROUP, System, build_system
+from shopper.bootstrap import System, build_system
 from shopper.config import load_config
 from shopper.domain.recommendation import DEFAULT_VARIANT, RecommendationList, Source
 from shopper.ports.cache import ListKey
@@ -63,7 +63,7 @@ def committed(system: System) -> list[int]:
     """The processor group's committed offsets on the events topic, by partition."""
     log = log_of(system)
     topic = system.config.events_topic
-    return [log.committed(PROCESSOR_GROUP, topic, p) for p in range(log.partitions)]
+    return [log.committed(system.config.processor_group, topic, p) for p in range(log.partitions)]
 
 
 def co_viewers(*pairs: tuple[str, str]) -> list[dict[str, Any]]:
@@ -161,7 +161,7 @@ class RecordingCache(InMemoryRecommendationCache):
 def processor_with(system: System, cache: RecordingCache) -> Processor:
     config = system.config
     consumer = system.event_log.subscribe(
-        [config.events_topic, config.catalog_topic], PROCESSOR_GROUP
+        [config.events_topic, config.catalog_topic], config.processor_group
     )
     settings = ProcessorSettings(config.dead_letter_topic, wait_s=0, popular_refresh_s=0)
     return Processor(consumer, system.event_log, system.state, cache, system.clock, settings)

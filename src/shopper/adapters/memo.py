@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 MEMO_LIMIT = 50_000  # answers remembered at most; past that, expired ones are dropped
 
@@ -42,6 +42,26 @@ class StaleMemo:
                     self._entries.clear()
             self._entries[key] = (n, now, result)
         return result
+
+    def get_many(
+        self, keys: Collection[str], n: int, read: Callable[[list[str], int], dict[str, Ranked]]
+    ) -> dict[str, Ranked]:
+        """`get` for several keys; the ones not remembered are read together."""
+        now = time.monotonic()
+        out: dict[str, Ranked] = {}
+        missing: list[str] = []
+        with self._lock:
+            for key in keys:
+                entry = self._entries.get(key)
+                if entry is not None and entry[0] >= n and now - entry[1] < self._max_age:
+                    out[key] = entry[2][:n]
+                else:
+                    missing.append(key)
+        if missing and n > 0:
+            fetched = read(missing, n)
+            for key in missing:
+                out[key] = self.get(key, n, lambda k, _: fetched.get(k, []))
+        return out
 
     def drop(self, key: str) -> None:
         """Forget `key` now: its answer is wrong, not merely a little stale."""

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Sequence
 
+from shopper.domain.event import StockChange
 from shopper.domain.recommendation import PageRead, RecommendationList
 from shopper.ports.cache import ListKey
 from shopper.ports.clock import Clock
@@ -21,6 +22,7 @@ class InMemoryRecommendationCache:
         self._lkg: dict[ListKey, tuple[RecommendationList, float]] = {}
         self._popular: dict[str, RecommendationList] = {}
         self._sold_out: set[str] = set()
+        self._stock_ts: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def write_lists(self, lists: Sequence[tuple[ListKey, RecommendationList]]) -> None:
@@ -34,10 +36,20 @@ class InMemoryRecommendationCache:
         with self._lock:
             self._popular[segment] = ranked
 
-    def set_stock(self, in_stock: Iterable[str], sold_out: Iterable[str]) -> None:
+    def set_stock(self, changes: Sequence[StockChange]) -> None:
         with self._lock:
-            self._sold_out.difference_update(in_stock)
-            self._sold_out.update(sold_out)
+            for change in changes:
+                if self._stock_ts.get(change.item_id, float("-inf")) > change.ts:
+                    continue  # a newer word on this item is already applied
+                self._stock_ts[change.item_id] = change.ts
+                if change.in_stock:
+                    self._sold_out.discard(change.item_id)
+                else:
+                    self._sold_out.add(change.item_id)
+
+    def sold_out_among(self, item_ids: Collection[str]) -> set[str]:
+        with self._lock:
+            return self._sold_out.intersection(item_ids)
 
     def read_page(self, key: ListKey | None, segments: Sequence[str]) -> PageRead:
         now = self._clock.now()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from shopper.adapters.memo import StaleMemo
 from shopper.domain.item import Item
@@ -85,6 +85,17 @@ class InMemoryProcessorState:
         """Memoised per item for up to `staleness_s` (the processor's hottest call); a new
         pair drops the memo at once."""
         return self._neighbour_memo.get(item_id, n, self._locked_neighbours)
+
+    def neighbours_many(
+        self, item_ids: Collection[str], n: int
+    ) -> dict[str, list[tuple[str, float]]]:
+        return self._neighbour_memo.get_many(item_ids, n, self._locked_neighbours_many)
+
+    def _locked_neighbours_many(
+        self, item_ids: list[str], n: int
+    ) -> dict[str, list[tuple[str, float]]]:
+        with self._lock:
+            return {i: self._compute_neighbours(i, n) for i in item_ids}
 
     def _locked_neighbours(self, item_id: str, n: int) -> list[tuple[str, float]]:
         with self._lock:

@@ -8,12 +8,13 @@ the fresh TTL says whether that same list still counts as fresh. Both expire in 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
 
+from shopper.domain.event import StockChange
 from shopper.domain.recommendation import PageRead, RecommendationList, ScoredItem, Source
 from shopper.ports.cache import ListKey
 from shopper.ports.clock import Clock
@@ -74,6 +75,25 @@ for start = 1, #ids, chunk do
 end
 out[#out + 1] = sold
 return out
+"""
+
+
+# KEYS[1]: sold-out set, KEYS[2]: hash item -> ts of the change applied; ARGV: triples of
+# item, ts, in stock ('1'/'0'). A change older than the applied one is ignored.
+_SET_STOCK_LUA = """
+for i = 1, #ARGV, 3 do
+  local item, ts = ARGV[i], tonumber(ARGV[i + 1])
+  local applied = redis.call('HGET', KEYS[2], item)
+  if not applied or tonumber(applied) <= ts then
+    redis.call('HSET', KEYS[2], item, ARGV[i + 1])
+    if ARGV[i + 2] == '1' then
+      redis.call('SREM', KEYS[1], item)
+    else
+      redis.call('SADD', KEYS[1], item)
+    end
+  end
+end
+return 0
 """
 
 
@@ -169,7 +189,9 @@ class RedisRecommendationCache:
         self._list_ms = _ms(max(fresh_ttl_s, lkg_ttl_s))
         self._prefix = prefix
         self._sold_out_key = f"{prefix}sold_out"
+        self._stock_ts_key = f"{prefix}stock_ts"
         self._read_page = client.register_script(_READ_PAGE_LUA)
+        self._set_stock = client.register_script(_SET_STOCK_LUA)
 
     def write_lists(self, lists: Sequence[tuple[ListKey, RecommendationList]]) -> None:
         if not lists:
@@ -184,14 +206,23 @@ class RedisRecommendationCache:
     def write_popular(self, segment: str, ranked: RecommendationList) -> None:
         self._client.set(self._popular_key(segment), encode_list(ranked, self._clock.now()))
 
-    def set_stock(self, in_stock: Iterable[str], sold_out: Iterable[str]) -> None:
-        back, gone = list(in_stock), list(sold_out)
-        pipe = self._client.pipeline(transaction=True)
-        if back:
-            pipe.srem(self._sold_out_key, *back)
-        if gone:
-            pipe.sadd(self._sold_out_key, *gone)
-        pipe.execute()
+    def set_stock(self, changes: Sequence[StockChange]) -> None:
+        if not changes:
+            return
+        args: list[str] = []
+        for change in changes:
+            args += [change.item_id, repr(change.ts), "1" if change.in_stock else "0"]
+        self._set_stock(keys=[self._sold_out_key, self._stock_ts_key], args=args)
+
+    def sold_out_among(self, item_ids: Collection[str]) -> set[str]:
+        wanted = list(dict.fromkeys(item_ids))
+        if not wanted:
+            return set()
+        pipe = self._client.pipeline(transaction=False)
+        for start in range(0, len(wanted), _SOLD_OUT_CHUNK):
+            pipe.smismember(self._sold_out_key, wanted[start : start + _SOLD_OUT_CHUNK])
+        flags = [flag for reply in pipe.execute() for flag in reply]
+        return {item for item, flag in zip(wanted, flags, strict=True) if flag}
 
     def read_page(self, key: ListKey | None, segments: Sequence[str]) -> PageRead:
         keys = [self._sold_out_key]

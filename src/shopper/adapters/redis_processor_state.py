@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any, cast
 
 import redis
@@ -197,6 +197,23 @@ class RedisProcessorState:
         """Cosine neighbours, at most `staleness_s` old (new pairs this state added aside)."""
         return self._neighbour_memo.get(item_id, n, self._read_neighbours)
 
+    def neighbours_many(
+        self, item_ids: Collection[str], n: int
+    ) -> dict[str, list[tuple[str, float]]]:
+        """`neighbours` of several items, the ones not remembered in one pipeline."""
+        return self._neighbour_memo.get_many(item_ids, n, self._read_neighbours_many)
+
+    def _read_neighbours_many(
+        self, item_ids: list[str], n: int
+    ) -> dict[str, list[tuple[str, float]]]:
+        pipe = self._client.pipeline(transaction=False)
+        for item_id in item_ids:
+            self._neighbours(
+                keys=[self._co_key(item_id), self._volume_key], args=[item_id], client=pipe
+            )
+        replies = pipe.execute()
+        return {i: _cosines(reply, n) for i, reply in zip(item_ids, replies, strict=True)}
+
     def _read_popular(self, segment: str, n: int) -> list[tuple[str, float]]:
         # Equal scores come back in reverse lexicographic order, as the in-memory state
         # breaks ties (largest (score, id) first).
@@ -210,14 +227,7 @@ class RedisProcessorState:
         reply: list[Any] = self._neighbours(
             keys=[self._co_key(item_id), self._volume_key], args=[item_id]
         )
-        row, volumes = reply
-        volume = _score(volumes[0])
-        scored = [
-            (row[i].decode(), cosine(float(row[i + 1]), volume, _score(v)))
-            for i, v in zip(range(0, len(row), 2), volumes[1:], strict=True)
-        ]
-        scored.sort(key=lambda kv: (kv[1], kv[0]), reverse=True)
-        return scored[:n]
+        return _cosines(reply, n)
 
     def _queue_hits(self, pipe: Pipeline, hits: list[tuple[str, str, float, float]]) -> None:
         segments = list(dict.fromkeys(segment for segment, _, _, _ in hits))
@@ -295,6 +305,18 @@ def decode_item(blob: bytes | str) -> Item:
         attributes=data.get("attributes", {}),
         created_at=data.get("created_at"),
     )
+
+
+def _cosines(reply: list[Any], n: int) -> list[tuple[str, float]]:
+    """The neighbours script's reply (row pairs, volumes) as the top n by cosine."""
+    row, volumes = reply
+    volume = _score(volumes[0])
+    scored = [
+        (row[i].decode(), cosine(float(row[i + 1]), volume, _score(v)))
+        for i, v in zip(range(0, len(row), 2), volumes[1:], strict=True)
+    ]
+    scored.sort(key=lambda kv: (kv[1], kv[0]), reverse=True)
+    return scored[:n]
 
 
 def _mget(client: redis.Redis, keys: list[str]) -> list[bytes | None]:

@@ -114,6 +114,18 @@ def config_env(config: Config) -> dict[str, str]:
     return {ENV_PREFIX + name.upper(): str(value) for name, value in config.model_dump().items()}
 
 
+def _count_redis_lists(config: Config) -> int:
+    """Proof that the lists live in Redis: the stored user lists under this prefix."""
+    import redis
+
+    client = redis.Redis.from_url(config.cache_url)
+    try:
+        pattern = f"{config.redis_key_prefix}list:*"
+        return sum(1 for _ in client.scan_iter(match=pattern, count=1000))
+    finally:
+        client.close()
+
+
 def _size(traffic: Any) -> tuple[int, str]:
     if isinstance(traffic, ShopSimulator):
         return traffic.p.shoppers, "shoppers"
@@ -179,6 +191,8 @@ def _report(
         "fallback_share": round(1 - personalized, 4),
         "source_counts": dict(s.sources),
     }
+    if config.cache_url.startswith(("redis://", "rediss://")):
+        report["lists_in_redis"] = _count_redis_lists(config)
     if isinstance(traffic, ShopSimulator):
         summary = traffic.summary
         report["flash_sale"] = {

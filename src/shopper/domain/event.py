@@ -91,6 +91,25 @@ class Event:
         return self.subject
 
 
+@dataclass(frozen=True, slots=True)
+class StockChange:
+    """An item's availability as of `ts`: the newest word on an item wins, whoever
+    delivers it first (the API on accepting it, or the processor on applying it)."""
+
+    item_id: str
+    in_stock: bool
+    ts: float
+
+
+def stock_change_of(event: Event) -> StockChange | None:
+    """The availability an event states, if it states one (stock levels are absolute)."""
+    if event.type is EventType.STOCK_CHANGE and event.item_id and event.quantity is not None:
+        return StockChange(event.item_id, event.quantity > 0, event.ts)
+    if event.type is EventType.ITEM_UPSERT and event.item and event.item.stock is not None:
+        return StockChange(event.item.item_id, event.item.stock > 0, event.ts)
+    return None
+
+
 def subject_key(user_id: str | None, session_id: str | None) -> str:
     """The cache key of a shopper: `u:<user>` when signed in, else `s:<session>`."""
     if user_id:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from shopper.domain.event import StockChange
 from shopper.domain.recommendation import PageRead, RecommendationList
 
 
@@ -22,8 +23,14 @@ class RecommendationCache(Protocol):
 
     def write_popular(self, segment: str, ranked: RecommendationList) -> None: ...
 
-    def set_stock(self, in_stock: Iterable[str], sold_out: Iterable[str]) -> None:
-        """Update the live stock set: only items marked sold out are hidden."""
+    def set_stock(self, changes: Sequence[StockChange]) -> None:
+        """Update the live stock set (only items marked sold out are hidden). Per item, a
+        change older than the one already applied is ignored, so two writers that deliver
+        the same changes in different orders end in the same state."""
+        ...
+
+    def sold_out_among(self, item_ids: Collection[str]) -> set[str]:
+        """Which of these items the live stock set marks sold out."""
         ...
 
     def read_page(self, key: ListKey | None, segments: Sequence[str]) -> PageRead:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -44,4 +44,10 @@ class ProcessorState(Protocol):
 
     def neighbours(self, item_id: str, n: int) -> list[tuple[str, float]]:
         """Items most often interacted with alongside `item_id`, by cosine similarity."""
+        ...
+
+    def neighbours_many(
+        self, item_ids: Collection[str], n: int
+    ) -> dict[str, list[tuple[str, float]]]:
+        """`neighbours` of several items at once (one round trip where it matters)."""
         ...

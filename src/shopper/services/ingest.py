@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shopper.codec import EventIn, encode_event, parse_event
-from shopper.domain.event import CATALOG_TYPES, EventType
+from shopper.domain.event import CATALOG_TYPES, stock_change_of
 from shopper.errors import InvalidEvent, ShopperError, SpoolFull
 from shopper.ports.cache import RecommendationCache
 from shopper.ports.event_log import EventLog
@@ -81,24 +81,8 @@ class EventIngest:
 
     def _update_stock(self, events: list[EventIn]) -> None:
         """The live stock set changes when the event is accepted, not when it is processed:
-        the page must stop showing a sold-out item at once. The API is its only writer."""
-        in_stock: set[str] = set()
-        sold_out: set[str] = set()
-        for event in events:
-            level = _stock_level(event)
-            if level is None:
-                continue
-            item_id = event.item.item_id if event.item else event.item_id
-            assert item_id is not None
-            (in_stock if level > 0 else sold_out).add(item_id)
-            (sold_out if level > 0 else in_stock).discard(item_id)
-        if in_stock or sold_out:
-            self._cache.set_stock(in_stock, sold_out)
-
-
-def _stock_level(event: EventIn) -> int | None:
-    if event.type is EventType.STOCK_CHANGE:
-        return event.quantity
-    if event.type is EventType.ITEM_UPSERT and event.item is not None:
-        return event.item.stock
-    return None
+        the page must stop showing a sold-out item at once. (The processor applies the same
+        changes again in stream order; the newest change per item wins either way.)"""
+        changes = [c for e in events if (c := stock_change_of(e.to_domain())) is not None]
+        if changes:
+            self._cache.set_stock(changes)

@@ -8,14 +8,18 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shopper.codec import decode_event
-from shopper.domain.event import Event, EventType
+from shopper.domain.event import Event, EventType, StockChange, stock_change_of
 from shopper.domain.item import Item
-from shopper.domain.ranking import RankingParams, rerank_with_session, top_popular
+from shopper.domain.ranking import (
+    RankingParams,
+    rerank_with_session,
+    session_strengths,
+    top_popular,
+)
 from shopper.domain.recommendation import DEFAULT_VARIANT, RecommendationList, Source
 from shopper.domain.segment import GLOBAL_SEGMENT, popularity_segments
 from shopper.domain.session import SessionState
@@ -24,6 +28,7 @@ from shopper.errors import InvalidEvent
 from shopper.ports.cache import ListKey, RecommendationCache
 from shopper.ports.clock import Clock
 from shopper.ports.event_log import EventConsumer, EventLog, Record
+from shopper.ports.feature_store import FeatureSink
 from shopper.ports.processor_state import ProcessorState, StateChanges
 
 log = logging.getLogger(__name__)
@@ -70,7 +75,9 @@ class _Batch:
     changes: StateChanges = field(default_factory=StateChanges)
     dirty: dict[str, float] = field(default_factory=dict)  # subject -> earliest accept time
     stock_changed: bool = False
+    stock: list[StockChange] = field(default_factory=list)
     segments: set[str] = field(default_factory=set)
+    applied: list[Event] = field(default_factory=list)  # for the feature store
 
 
 class Processor:
@@ -84,8 +91,10 @@ class Processor:
         cache: RecommendationCache,
         clock: Clock,
         settings: ProcessorSettings,
+        features: FeatureSink | None = None,
     ) -> None:
         self._consumer = consumer
+        self._features = features
         self._log = event_log
         self._state = state
         self._cache = cache
@@ -147,6 +156,7 @@ class Processor:
                 continue
             done.add(event.event_id)
             batch.changes.event_ids.append(event.event_id)
+            batch.applied.append(event)
             if event.is_catalog:
                 self._apply_catalog(event, items, batch)
             else:
@@ -155,12 +165,26 @@ class Processor:
         self.stats.applied += len(batch.changes.event_ids)
         batch.changes.sessions = {s: sessions[s] for s in batch.dirty}
         self._state.apply(batch.changes)
+        self._observe_features(batch.applied)
+        if batch.stock:
+            # Stock events may reach the stream without the API (an inventory system
+            # producing to the catalog topic): the live stock set must hear of them too.
+            self._cache.set_stock(batch.stock)
         if batch.stock_changed:
-            # The API already updated the live stock set when it accepted these events;
-            # popular lists are rewritten so they stop carrying sold-out items.
+            # Popular lists are rewritten so they stop carrying sold-out items.
             self._pending_segments.add(GLOBAL_SEGMENT)
         self._pending_segments |= batch.segments
         self._write_lists(batch.dirty, sessions)
+
+    def _observe_features(self, events: list[Event]) -> None:
+        """Hand the applied events to the feature store's pipeline, if there is one. Its
+        failures are logged, never raised: features must not hold up the lists."""
+        if self._features is None or not events:
+            return
+        try:
+            self._features.observe(events)
+        except Exception:
+            log.exception("feature pipeline refused a batch of %d events", len(events))
 
     def _decode(self, record: Record) -> Event | None:
         try:
@@ -195,6 +219,8 @@ class Processor:
         items[updated.item_id] = updated
         batch.changes.items[updated.item_id] = updated
         batch.stock_changed = batch.stock_changed or updated.in_stock != current.in_stock
+        if (change := stock_change_of(event)) is not None:
+            batch.stock.append(change)
 
     def _apply_shopper(self, event: Event, session: SessionState, batch: _Batch) -> None:
         before = session.recent_items()[:CO_OCCURRENCE_WINDOW]
@@ -209,42 +235,41 @@ class Processor:
             (item, other, weight) for other in before if other != item
         )
 
-    def _unavailable(self, candidates: Collection[str]) -> set[str]:
-        return {i for i, item in self._state.items(candidates).items() if not item.in_stock}
-
     def _write_lists(self, dirty: dict[str, float], sessions: dict[str, SessionState]) -> None:
+        """Re-rank every dirty shopper. What ranking reads from the state and the stock set
+        is fetched once for the whole micro-batch, not once per shopper."""
         if not dirty:
             return
         now = self._clock.now()
+        batch = [sessions[subject] for subject in dirty]
+        recent = {i for s in batch for i in session_strengths(s, self._params)}
+        neighbours = self._state.neighbours_many(recent, self._params.neighbours_per_item)
+        segment_of = {s.subject: popularity_segments(s.country, s.device)[0] for s in batch}
+        popular = {
+            segment: self._state.popular(segment, self._params.popular_candidates)
+            for segment in set(segment_of.values())
+        }
+        candidates = {i for row in (*neighbours.values(), *popular.values()) for i, _ in row}
+        sold_out = self._cache.sold_out_among(candidates)
         lists = []
-        popular_by_segment: dict[str, list[tuple[str, float]]] = {}
         last_yield = time.perf_counter()
-        for subject in dirty:
+        for session in batch:
             if time.perf_counter() - last_yield > YIELD_EVERY_S:
                 # Let a waiting page read take the GIL (embedded mode runs the API in this
                 # process); sleep(0) releases it without waiting.
                 time.sleep(0)
                 last_yield = time.perf_counter()
-            session = sessions[subject]
-            segment = popularity_segments(session.country, session.device)[0]
-            if segment not in popular_by_segment:
-                # Once per micro-batch: ranking a whole segment per shopper would grow
-                # with the catalog.
-                popular_by_segment[segment] = self._state.popular(
-                    segment, self._params.popular_candidates
-                )
-            popular = popular_by_segment[segment]
             ranked = rerank_with_session(
                 session,
-                lambda item: self._state.neighbours(item, self._params.neighbours_per_item),
-                popular,
-                self._unavailable,
+                lambda item: neighbours.get(item, []),
+                popular[segment_of[session.subject]],
+                lambda _: sold_out,
                 self._params,
             )
             rec = RecommendationList(
                 tuple(ranked), DEFAULT_VARIANT, Source.PERSONALIZED, now, uuid.uuid4().hex
             )
-            lists.append((ListKey(subject, DEFAULT_VARIANT), rec))
+            lists.append((ListKey(session.subject, DEFAULT_VARIANT), rec))
         self._cache.write_lists(lists)
         # Freshness is a real latency: wall time against the log's accept time, whatever
         # clock the lists are stamped with.
@@ -261,7 +286,7 @@ class Processor:
             return
         for segment in sorted(self._pending_segments):
             popular = self._state.popular(segment, self._settings.list_size * 2)
-            unavailable = self._unavailable([i for i, _ in popular])
+            unavailable = self._cache.sold_out_among([i for i, _ in popular])
             ranked = top_popular(popular, unavailable, self._settings.list_size)
             rec = RecommendationList(
                 tuple(ranked), DEFAULT_VARIANT, Source.POPULAR, now, f"popular:{segment}"

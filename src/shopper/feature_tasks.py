@@ -1,0 +1,91 @@
+"""The work behind `shopper features ...`: apply, backfill and the skew check.
+
+Built from the config like everything else; shows rich progress bars on stderr (so
+`--json` output stays clean), or none.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from shopper.bootstrap import (
+    build_event_archive,
+    build_feature_log,
+    feast_settings,
+    feature_store_opener,
+)
+from shopper.config import Config
+from shopper.services.feature_backfill import BackfillProgress, BackfillResult, backfill
+from shopper.services.skew import check_skew, online_sample
+
+
+def feature_config(config: Config) -> Config:
+    """The feature commands work on the Feast store under data_dir even when the
+    running services have the feature store off."""
+    if config.feature_store == "off":
+        return config.model_copy(update={"feature_store": "feast"})
+    return config
+
+
+def apply_definitions(config: Config) -> list[str]:
+    """Register the Feast definitions and create the stores; returns the views."""
+    from shopper.adapters.feast_feature_store import FeastFeatureStore
+
+    store = FeastFeatureStore(feast_settings(feature_config(config)))
+    try:
+        return store.apply()
+    finally:
+        store.close()
+
+
+def run_backfill(config: Config, show_progress: bool) -> BackfillResult:
+    config = feature_config(config)
+    store = feature_store_opener(config)()
+    try:
+        with _progress(show_progress, "backfill: events") as tick:
+            return backfill(build_event_archive(config), store, tick)
+    finally:
+        store.close()
+
+
+def run_skew_check(
+    config: Config, sample: int, seed: int, refresh_offline: bool, show_progress: bool
+) -> dict[str, Any]:
+    """Backfill (unless told not to), then compare up to `sample` served rows and the
+    online rows of up to `sample` users and items with the offline store."""
+    config = feature_config(config)
+    archive = build_event_archive(config)
+    store = feature_store_opener(config)()
+    try:
+        if refresh_offline:
+            with _progress(show_progress, "backfill: events") as tick:
+                backfill(archive, store, tick)
+        served = build_feature_log(config).read()
+        served = random.Random(seed).sample(served, min(sample, len(served)))
+        online = online_sample(store, archive.read(), sample, seed)
+        return check_skew(store, {"served": served, "online": online}).to_dict()
+    finally:
+        store.close()
+
+
+@contextmanager
+def _progress(show: bool, label: str) -> Iterator[BackfillProgress]:
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), disable=not show) as progress:
+        task = progress.add_task(label, total=None)
+
+        def tick(done: int, total: int) -> None:
+            progress.update(task, advance=done, total=total)
+
+        yield tick

@@ -1,0 +1,182 @@
+"""The feature pipeline: the stream processor's collaborator for the feature store.
+
+For every micro-batch of applied events it archives the events, folds them into the
+incremental feature engine, pushes the changed rows to the online store, and reads a
+sample back through the online read path, logging what was served for the skew check.
+All of it runs on a thread of its own: a slow or failing feature store never holds up
+the processor's lists, and the page never touches it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from shopper.domain.event import Event
+from shopper.domain.features.engine import ITEM, USER, FeatureEngine, Touched, unique_in_order
+from shopper.domain.features.spec import FeatureRow
+from shopper.ports.event_archive import EventArchive
+from shopper.ports.feature_store import FeatureLog, FeatureStore
+
+log = logging.getLogger(__name__)
+
+HANDOFF_TIMEOUT_S = 1.0  # how long the processor waits for room in a full queue
+COALESCE_BATCHES = 100  # micro-batches handled (and pushed) together at most
+ARCHIVE_FLUSH_S = 5.0  # archived events reach Parquet files at least this often
+
+
+@dataclass(slots=True)
+class FeatureStats:
+    batches: int = 0
+    events: int = 0
+    rows_pushed: int = 0
+    rows_logged: int = 0
+    dropped_batches: int = 0
+    errors: int = 0
+
+
+class FeaturePipeline:
+    """Archive, engine, online push and served-row log, fed by `observe`."""
+
+    def __init__(
+        self,
+        archive: EventArchive,
+        open_store: Callable[[], FeatureStore],
+        served_log: FeatureLog,
+        log_sample: float = 0.05,
+        max_queued_batches: int = 1000,
+    ) -> None:
+        self.archive = archive
+        self.engine = FeatureEngine()
+        self.stats = FeatureStats()
+        self._open_store = open_store
+        self._store: FeatureStore | None = None
+        self._served_log = served_log
+        self._log_sample = log_sample
+        self._queue: queue.Queue[list[Event] | None] = queue.Queue(max_queued_batches)
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._last_flush = time.monotonic()
+
+    def observe(self, events: Sequence[Event]) -> None:
+        """Hand over a micro-batch. Waits at most `HANDOFF_TIMEOUT_S` for room; a batch
+        that finds none is dropped and counted, never an error for the processor."""
+        if not events:
+            return
+        self._ensure_started()
+        try:
+            self._queue.put(list(events), timeout=HANDOFF_TIMEOUT_S)
+        except queue.Full:
+            self.stats.dropped_batches += 1
+            log.warning("feature pipeline is behind: dropped a batch of %d events", len(events))
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until every batch handed over is processed and archived."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        self.archive.flush()
+        return True
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        self.archive.flush()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def _ensure_started(self) -> None:
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="shopper-features", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        self._warm_up()
+        stop = False
+        while not stop:
+            batches = self._take()
+            stop = None in batches
+            events = [e for batch in batches if batch is not None for e in batch]
+            try:
+                if events:
+                    self._handle(events)
+            except Exception:  # keep going: the next batch may succeed
+                self.stats.errors += 1
+                log.exception("feature pipeline failed on %d events", len(events))
+            finally:
+                for _ in batches:
+                    self._queue.task_done()
+
+    def _take(self) -> list[list[Event] | None]:
+        """The next batch and every batch queued behind it (up to a bound): one push for
+        all of them costs Feast's per-call overhead once, so a backlog clears quickly."""
+        batches = [self._queue.get()]
+        while len(batches) < COALESCE_BATCHES and batches[-1] is not None:
+            try:
+                batches.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batches
+
+    def _warm_up(self) -> None:
+        """Rebuild the engine from the archive of earlier runs, so rows computed after a
+        restart see the whole history, as the backfill does."""
+        try:
+            self.engine.apply(unique_in_order(self.archive.read()))
+        except Exception:
+            self.stats.errors += 1
+            log.exception("could not read the event archive; features start from scratch")
+
+    def _handle(self, events: list[Event]) -> None:
+        self.stats.batches += 1
+        self.stats.events += len(events)
+        # The archive first: it is what training and the backfill stand on.
+        self.archive.append(events)
+        if time.monotonic() - self._last_flush > ARCHIVE_FLUSH_S:
+            self.archive.flush()
+            self._last_flush = time.monotonic()
+        touched = self.engine.apply(events)
+        rows = self.engine.rows(touched)
+        if not rows:
+            return
+        store = self._connected()
+        store.push(rows)
+        self.stats.rows_pushed += len(rows)
+        served = self._read_back(store, touched)
+        self._served_log.append(served)
+        self.stats.rows_logged += len(served)
+
+    def _connected(self) -> FeatureStore:
+        if self._store is None:
+            self._store = self._open_store()
+        return self._store
+
+    def _read_back(self, store: FeatureStore, touched: Touched) -> list[FeatureRow]:
+        """Read a sample of the entities through the online read path, as a model would
+        be given them: the rows that were really served."""
+        sampled = sorted(e for e in touched if sampled_entity(e[1], self._log_sample))
+        rows: list[FeatureRow] = []
+        for kind, entity in sampled:
+            if kind == USER:
+                rows.extend(store.read_user(entity).values())
+        items = [entity for kind, entity in sampled if kind == ITEM]
+        rows.extend(store.read_items(items).values())
+        return rows
+
+
+def sampled_entity(entity_id: str, rate: float) -> bool:
+    """A stable pick of about `rate` of all entities (the same ones on every replica)."""
+    return zlib.crc32(entity_id.encode()) < rate * 2**32
