@@ -14,7 +14,7 @@ from shopper.adapters.memory_cache import InMemoryRecommendationCache
 from shopper.adapters.memory_event_log import InMemoryEventLog
 from shopper.adapters.memory_processor_state import InMemoryProcessorState
 from shopper.adapters.system_clock import SystemClock
-from shopper.api.app import create_app
+from shopper.api.app import create_app, create_ops_app
 from shopper.config import Config
 from shopper.errors import ConfigError
 from shopper.ports.cache import RecommendationCache
@@ -54,12 +54,16 @@ class System:
             self.reader,
             default_k=self.config.default_k,
             max_k=self.config.max_k,
-            health={
-                "stream": _scheme(self.config.stream_url),
-                "cache": _scheme(self.config.cache_url),
-            },
+            health=self._health(),
             stats=self.processor_stats,
         )
+
+    def ops_app(self) -> FastAPI:
+        """Health and counters only: what a processor-only process serves."""
+        return create_ops_app(self._health(), self.processor_stats)
+
+    def _health(self) -> dict[str, str]:
+        return {"stream": _scheme(self.config.stream_url), "cache": _scheme(self.config.cache_url)}
 
     def processor_stats(self) -> dict[str, Any]:
         """The summed counters of this process's processors."""

@@ -22,6 +22,7 @@ from benchmarks.workload import shopper_events
 
 from shopper.bootstrap import System, build_system
 from shopper.config import load_config
+from shopper.services.runtime import free_port
 from tests.fixtures.kafka import TEST_SESSION_TIMEOUT_S
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
@@ -32,6 +33,7 @@ EVENTS_PER_USER = 25
 
 def _processor(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "shopper", "serve", "--role", "processor"]
+    command += ["--port", str(free_port())]
     with log.open("ab") as out:
         return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
 

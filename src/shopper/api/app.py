@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -106,16 +106,7 @@ def create_app(
         request = PageRequest(user_id, session_id, size, context_item, country, device)
         return JSONResponse(recommendations_body(reader.recommend(request), size))
 
-    @app.get("/v1/stats")
-    def get_stats() -> dict[str, Any]:
-        """Counters of the stream processors running in this process (empty in an
-        API-only process): events applied, duplicates, dead letters, list freshness."""
-        return stats() if stats else {}
-
-    @app.get("/healthz", response_model=HealthOut)
-    def healthz() -> HealthOut:
-        return HealthOut(status="ok", **health_info)
-
+    app.include_router(_ops_router(health_info, stats))
     _add_body_models(app, [EventIn, ItemIn])
     app.add_middleware(ServerTiming)
     return app
@@ -145,6 +136,33 @@ class ServerTiming:
             await send(message)
 
         await self.app(scope, receive, timed_send)
+
+
+def create_ops_app(
+    health: dict[str, str], stats: Callable[[], dict[str, Any]] | None = None
+) -> FastAPI:
+    """What a processor-only process serves: health and counters, for probes and operators."""
+    app = FastAPI(title="shopper processor", version=__version__)
+    app.include_router(_ops_router(health, stats))
+    return app
+
+
+def _ops_router(
+    health: dict[str, str], stats: Callable[[], dict[str, Any]] | None
+) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/v1/stats")
+    def get_stats() -> dict[str, Any]:
+        """Counters of the stream processors running in this process (empty in an
+        API-only process): events applied, duplicates, dead letters, list freshness."""
+        return stats() if stats else {}
+
+    @router.get("/healthz", response_model=HealthOut)
+    def healthz() -> HealthOut:
+        return HealthOut(status="ok", **health)
+
+    return router
 
 
 async def _json_body(request: Request) -> Any:

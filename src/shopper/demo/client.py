@@ -70,8 +70,15 @@ class ShopClient:
     def _call(self, method: str, path: str, payload: Any = None) -> Reply:
         body = None if payload is None else json.dumps(payload).encode()
         headers = {"content-type": "application/json"} if body is not None else {}
-        self._conn.request(method, path, body=body, headers=headers)
-        response = self._conn.getresponse()
+        try:
+            self._conn.request(method, path, body=body, headers=headers)
+            response = self._conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionError):
+            # The server closed an idle keep-alive connection: reconnect once. Safe for
+            # POSTs too: events are idempotent by event_id.
+            self._conn.close()
+            self._conn.request(method, path, body=body, headers=headers)
+            response = self._conn.getresponse()
         data = response.read()
         timing = response.getheader("server-timing") or ""
         server_ms = (

@@ -7,9 +7,11 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,34 +40,93 @@ class DemoOptions:
 
 
 def run_demo(config: Config, options: DemoOptions) -> dict[str, Any]:
-    """Start shopper (API and processor in one process), drive traffic at it as a shop
-    frontend in this process, and report. The frontend is a separate process, as a real one
-    is, so the latency it measures is the page's, not this script's GIL contention."""
+    """Start shopper, drive traffic at it as a shop frontend from this process, and report.
+
+    The frontend is a separate process, as a real one is, so the latency it measures is the
+    page's, not this script's. Embedded, shopper is one process (API and processor); on
+    Kafka, an API process and a processor process, as in production. On real engines the
+    run gets topic and key prefixes of its own, and its Redis keys are removed afterwards.
+    """
     traffic = (
         open_dataset(options.dataset, options.max_events)
         if options.dataset
         else ShopSimulator(SimulationParams(shoppers=options.shoppers, seed=options.seed))
     )
+    config = _own_namespace(config)
     started = time.perf_counter()
-    with ShopperProcess(config) as url:
-        shop = ShopClient(url)
+    with _shopper(config) as (api_url, ops_url):
+        shop, ops = ShopClient(api_url), ShopClient(ops_url)
+        _wait_until_live(shop, ops)
         total, unit = _size(traffic)
         with _progress(options.progress, total, unit) as tick:
             traffic.run(shop, tick)
-        stats = _drain(shop, shop.stats.events_accepted)
+        stats = _drain(ops, shop.stats.events_accepted)
         shop.close()
+        ops.close()
     elapsed = time.perf_counter() - started
-    return _report(config, traffic, shop, stats, elapsed)
+    report = _report(config, traffic, shop, stats, elapsed)
+    if _on_redis(config):
+        report["lists_in_redis"] = _count_redis_lists(config, delete=True)
+    return report
+
+
+def _own_namespace(config: Config) -> Config:
+    if config.stream_url.startswith("memory") and not _on_redis(config):
+        return config
+    run = f"demo-{uuid.uuid4().hex[:8]}"
+    return config.model_copy(
+        update={
+            "topic_prefix": f"{config.topic_prefix}{run}.",
+            "redis_key_prefix": f"{config.redis_key_prefix}{run}:",
+        }
+    )
+
+
+def _on_redis(config: Config) -> bool:
+    return config.cache_url.startswith(("redis://", "rediss://"))
+
+
+@contextmanager
+def _shopper(config: Config) -> Iterator[tuple[str, str]]:
+    """The shopper processes: (API URL, URL of the process that runs the processor)."""
+    if config.stream_url.startswith("memory"):
+        with ShopperProcess(config, "all") as url:
+            yield url, url
+        return
+    with ShopperProcess(config, "processor") as ops_url, ShopperProcess(config, "api") as url:
+        yield url, ops_url
+
+
+def _wait_until_live(shop: ShopClient, ops: ShopClient) -> None:
+    """One warm-up event through the whole pipeline (a new consumer first joins its group),
+    so the report measures the running system, not its start."""
+    shop.post(
+        [
+            {
+                "event_id": f"warm-up-{uuid.uuid4().hex}",
+                "type": "search",
+                "ts": datetime.now(UTC).isoformat(),
+                "session_id": "demo-warm-up",
+                "query": "warm-up",
+            }
+        ]
+    )
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while ops.processor_stats()["applied"] < 1:
+        if time.monotonic() > deadline:
+            raise ShopperError("the processor did not take in the warm-up event in time")
+        time.sleep(0.05)
 
 
 class ShopperProcess:
-    """`shopper serve --role all` as a child process, configured from `config`."""
+    """`shopper serve --role ROLE` as a child process, configured from `config`."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, role: str) -> None:
         self._config = config
+        self._role = role
         self._port = free_port()
         self._proc: subprocess.Popen[bytes] | None = None
-        self.log_file = config.data_dir / "demo-server.log"
+        self.log_file = config.data_dir / f"demo-{role}.log"
 
     def __enter__(self) -> str:
         self._config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -76,7 +137,7 @@ class ShopperProcess:
             "shopper",
             "serve",
             "--role",
-            "all",
+            self._role,
             "--host",
             "127.0.0.1",
             "--port",
@@ -114,14 +175,19 @@ def config_env(config: Config) -> dict[str, str]:
     return {ENV_PREFIX + name.upper(): str(value) for name, value in config.model_dump().items()}
 
 
-def _count_redis_lists(config: Config) -> int:
-    """Proof that the lists live in Redis: the stored user lists under this prefix."""
+def _count_redis_lists(config: Config, delete: bool) -> int:
+    """Proof that the lists live in Redis: the stored user lists under this run's prefix.
+    With `delete`, the run's keys are then removed."""
     import redis
 
     client = redis.Redis.from_url(config.cache_url)
     try:
-        pattern = f"{config.redis_key_prefix}list:*"
-        return sum(1 for _ in client.scan_iter(match=pattern, count=1000))
+        lists = sum(1 for _ in client.scan_iter(match=f"{config.redis_key_prefix}list:*"))
+        if delete:
+            keys = list(client.scan_iter(match=f"{config.redis_key_prefix}*", count=1000))
+            for start in range(0, len(keys), 1000):
+                client.unlink(*keys[start : start + 1000])
+        return lists
     finally:
         client.close()
 
@@ -191,8 +257,6 @@ def _report(
         "fallback_share": round(1 - personalized, 4),
         "source_counts": dict(s.sources),
     }
-    if config.cache_url.startswith(("redis://", "rediss://")):
-        report["lists_in_redis"] = _count_redis_lists(config)
     if isinstance(traffic, ShopSimulator):
         summary = traffic.summary
         report["flash_sale"] = {

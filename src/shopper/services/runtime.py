@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import socket
 import sys
 import threading
@@ -67,12 +66,9 @@ def serve(config: Config, host: str, port: int, role: str) -> None:
             # The API and the processor share the GIL here: hand it over every 1 ms rather
             # than every 5 ms, so a page read never waits behind a whole re-ranking slice.
             sys.setswitchinterval(0.001)
-        if role in ("api", "all"):
-            uvicorn.run(system.app(), host=host, port=port, log_level="info", access_log=False)
-        else:
-            stop = threading.Event()
-            signal.signal(signal.SIGTERM, lambda *_: stop.set())
-            signal.signal(signal.SIGINT, lambda *_: stop.set())
-            stop.wait()
+        # A processor-only process still answers /healthz and /v1/stats on its port, for
+        # liveness probes and operators.
+        app = system.app() if role in ("api", "all") else system.ops_app()
+        uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
     finally:
         system.close()

@@ -97,19 +97,25 @@ class FeatureEngine:
     def __init__(self) -> None:
         self._users: dict[str, EntityLog[UserCarry]] = {}
         self._items: dict[str, EntityLog[ItemCarry]] = {}
+        self._shoppers_of: dict[str, set[str]] = {}  # item -> shoppers who touched it
         self.catalog = CategoryCatalog()
 
     def apply(self, events: Iterable[Event]) -> Touched:
         """Fold events in; returns the entities whose rows may have changed."""
         touched: Touched = set()
         for event in events:
-            if event.type is EventType.ITEM_UPSERT:
+            if event.type is EventType.ITEM_UPSERT and event.item is not None:
                 self.catalog.add(event)
+                # A catalog record can arrive after shopper events it predates; the rows
+                # of shoppers who saw the item are recomputed with the category it gives.
+                touched |= self._shoppers_seeing(event.item.item_id, event.ts)
             subject = user_of(event)
             if subject is not None:
                 log = self._users.setdefault(subject, EntityLog(UserCarry(), [], []))
                 if log.add(event):
                     touched.add((USER, subject))
+                if event.item_id is not None:
+                    self._shoppers_of.setdefault(event.item_id, set()).add(subject)
             item_id = item_of(event)
             if item_id is not None:
                 item_log = self._items.setdefault(item_id, EntityLog(ItemCarry(), [], []))
@@ -143,6 +149,14 @@ class FeatureEngine:
     def item_row(self, item_id: str) -> FeatureRow:
         t = self._items[item_id].timeline()
         return FeatureRow(PRODUCT_STATS.name, item_id, t.as_of, compute_product_stats(t))
+
+    def _shoppers_seeing(self, item_id: str, since: float) -> Touched:
+        """Shoppers whose kept events include `item_id` and whose rows are as of `since`
+        or later (earlier rows cannot see a record stated at `since`)."""
+        shoppers = self._shoppers_of.get(item_id, set())
+        still = {s for s in shoppers if any(e.item_id == item_id for e in self._users[s].events)}
+        self._shoppers_of[item_id] = still
+        return {(USER, s) for s in still if self._users[s].latest >= since}
 
     def entities(self) -> Touched:
         return {(USER, u) for u in self._users} | {(ITEM, i) for i in self._items}
