@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -16,6 +15,7 @@ from shopper.bootstrap import System, build_system
 from shopper.config import load_config
 from shopper.ports.clock import Clock
 from shopper.services.runtime import ApiServer
+from tests.helpers import ids, now_iso, view
 
 WAIT_S = 5.0
 FRESH_TTL_S = 60.0
@@ -88,18 +88,6 @@ def clock() -> ManualClock:
 @pytest.fixture
 def shop_on_manual_clock(clock: ManualClock) -> Iterator[Shop]:
     yield from run_shop(clock)
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat()
-
-
-def view(event_id: str, item: str, **who: str) -> dict[str, Any]:
-    return {"event_id": event_id, "type": "view", "ts": now_iso(), "item_id": item, **who}
-
-
-def ids(body: dict[str, Any]) -> list[str]:
-    return [i["item_id"] for i in body["items"]]
 
 
 def crowd(shop: Shop) -> None:

@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -30,6 +29,7 @@ from shopper.ports.event_log import EventConsumer, Record
 from shopper.services.processor import Processor, ProcessorSettings
 from shopper.services.runtime import ApiServer, free_port
 from tests.fixtures.kafka import TEST_SESSION_TIMEOUT_S, tansu_broker
+from tests.helpers import ids, view
 
 pytestmark = pytest.mark.kafka
 
@@ -96,18 +96,6 @@ def wait_for(what: str, done: Callable[[], bool], timeout: float = WAIT_S) -> No
         if time.monotonic() > deadline:
             pytest.fail(f"{what}: not within {timeout}s")
         time.sleep(0.02)
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat()
-
-
-def view(event_id: str, item: str, **who: str) -> dict[str, Any]:
-    return {"event_id": event_id, "type": "view", "ts": now_iso(), "item_id": item, **who}
-
-
-def ids(body: dict[str, Any]) -> list[str]:
-    return [i["item_id"] for i in body["items"]]
 
 
 def crowd(shop: Shop) -> int:

@@ -176,26 +176,13 @@ class ShopSimulator:
         shop.post(events)
 
     def _event(self, type_: str, shopper: Shopper, item_id: str, **extra: Any) -> dict[str, Any]:
-        self._seq += 1
-        return {
-            "event_id": f"sim-{self.p.seed}-{self._seq}",
-            "type": type_,
-            "ts": _iso(None),
-            **shopper.ids(),
-            "item_id": item_id,
-            "context": {**shopper.context(), "referrer": self.rng.choice(REFERRERS)},
-            **extra,
-        }
+        context = {**shopper.context(), "referrer": self.rng.choice(REFERRERS)}
+        return self._catalog(type_, item_id, **shopper.ids(), context=context, **extra)
 
     def _catalog(self, type_: str, item_id: str, **extra: Any) -> dict[str, Any]:
         self._seq += 1
-        return {
-            "event_id": f"sim-{self.p.seed}-{self._seq}",
-            "type": type_,
-            "ts": _iso(None),
-            "item_id": item_id,
-            **extra,
-        }
+        event_id = f"sim-{self.p.seed}-{self._seq}"
+        return {"event_id": event_id, "type": type_, "ts": _iso(None), "item_id": item_id, **extra}
 
 
 def _iso(epoch: float | None) -> str:
