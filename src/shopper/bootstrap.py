@@ -84,8 +84,10 @@ class System:
             consumer, self.event_log, self.state, self.cache, self.clock, settings, self.features
         )
 
-    def start_processor(self) -> ProcessorRunner:
-        runner = ProcessorRunner(self.processor())
+    def start_processor(self, niceness: int = 0) -> ProcessorRunner:
+        """Run a processor on a background thread; `niceness` > 0 lowers its OS priority
+        (when it shares the process with the API)."""
+        runner = ProcessorRunner(self.processor(), niceness)
         runner.start()
         self.runners.append(runner)
         return runner

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -299,8 +300,9 @@ class Processor:
 class ProcessorRunner:
     """Runs a processor's micro-batch loop on a background thread."""
 
-    def __init__(self, processor: Processor) -> None:
+    def __init__(self, processor: Processor, niceness: int = 0) -> None:
         self.processor = processor
+        self._niceness = niceness
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="shopper-processor", daemon=True)
 
@@ -313,6 +315,9 @@ class ProcessorRunner:
         self.processor.close()
 
     def _loop(self) -> None:
+        if self._niceness and hasattr(os, "setpriority"):
+            # Background work: on a busy core the kernel lets a page read's thread in first.
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._niceness)
         while not self._stop.is_set():
             try:
                 self.processor.run_once()
