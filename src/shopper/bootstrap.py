@@ -45,6 +45,7 @@ class System:
     state: ProcessorState
     ingest: EventIngest
     reader: RecommendationReader
+    closers: list[Callable[[], None]] = field(default_factory=list)  # connections
     runners: list[ProcessorRunner] = field(default_factory=list)
     features: FeaturePipeline | None = None  # shared by this process's processors
 
@@ -100,18 +101,24 @@ class System:
             self.features.close()
         self.event_log.flush()
         self.event_log.close()
+        for close in self.closers:
+            close()
+        self.closers.clear()
 
 
 def build_system(config: Config, clock: Clock | None = None) -> System:
     clock = clock or SystemClock()
     event_log = _event_log(config)
-    cache, state = _cache_and_state(config, clock)
+    closers: list[Callable[[], None]] = []
+    cache, state = _cache_and_state(config, clock, closers)
     ingest = EventIngest(
         event_log, cache, config.events_topic, config.catalog_topic, config.max_batch
     )
     reader = RecommendationReader(cache, clock)
     features = build_feature_pipeline(config)
-    return System(config, clock, event_log, cache, state, ingest, reader, features=features)
+    return System(
+        config, clock, event_log, cache, state, ingest, reader, features=features, closers=closers
+    )
 
 
 def _event_log(config: Config) -> EventLog:
@@ -139,7 +146,9 @@ def _event_log(config: Config) -> EventLog:
     )
 
 
-def _cache_and_state(config: Config, clock: Clock) -> tuple[RecommendationCache, ProcessorState]:
+def _cache_and_state(
+    config: Config, clock: Clock, closers: list[Callable[[], None]]
+) -> tuple[RecommendationCache, ProcessorState]:
     scheme = _scheme(config.cache_url)
     if scheme == "memory":
         cache = InMemoryRecommendationCache(clock, config.fresh_ttl_s, config.lkg_ttl_s)
@@ -168,6 +177,7 @@ def _cache_and_state(config: Config, clock: Clock) -> tuple[RecommendationCache,
             dedup_ttl_s=config.dedup_ttl_s,
             co_occurrence_cap=config.co_occurrence_cap,
         )
+        closers.append(client.close)
         return redis_cache, redis_state
     raise ConfigError(
         f"unknown cache URL scheme {scheme!r} in {config.cache_url!r}; "

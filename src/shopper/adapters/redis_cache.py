@@ -20,6 +20,8 @@ from shopper.ports.cache import ListKey
 from shopper.ports.clock import Clock
 
 FORMAT_VERSION = 1
+REDIS_CONNECT_TIMEOUT_S = 1.0
+REDIS_TIMEOUT_S = 5.0
 # version, source, written_at, generated_at, item count, variant length, list_id length
 _HEADER = struct.Struct("<BBddHHH")
 _WRITTEN_AT = struct.Struct("<d")
@@ -99,7 +101,15 @@ return 0
 
 def redis_from_url(url: str) -> redis.Redis:
     """A binary-safe client for `redis://host:port/db` (or `rediss://`)."""
-    return redis.Redis.from_url(url, decode_responses=False)
+    # Bounded waits: a Redis that hangs must not hang the page (which then serves an empty
+    # list) nor stall the processor forever (which retries its batch).
+    return redis.Redis.from_url(
+        url,
+        decode_responses=False,
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
+        socket_timeout=REDIS_TIMEOUT_S,
+        health_check_interval=30,
+    )
 
 
 def encode_list(ranked: RecommendationList, written_at: float) -> bytes:

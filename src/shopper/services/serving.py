@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 
 from shopper.domain.event import subject_key
@@ -14,6 +16,9 @@ from shopper.domain.recommendation import (
 from shopper.domain.segment import popularity_segments
 from shopper.ports.cache import ListKey, RecommendationCache
 from shopper.ports.clock import Clock
+
+log = logging.getLogger(__name__)
+OUTAGE_LOG_EVERY_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,15 +35,28 @@ class RecommendationReader:
     def __init__(self, cache: RecommendationCache, clock: Clock) -> None:
         self._cache = cache
         self._clock = clock
+        self._last_outage_log = 0.0
 
     def recommend(self, request: PageRequest) -> RecommendationList:
         """Always answers: an unknown shopper on an empty system gets an empty popular list."""
         subject = subject_key(request.user_id, request.session_id)
         key = ListKey(subject, DEFAULT_VARIANT) if subject else None
         segments = popularity_segments(request.country, request.device)
-        page = self._cache.read_page(key, segments)
+        try:
+            page = self._cache.read_page(key, segments)
+        except Exception:  # never an error on the page: an empty list is an answer
+            self._log_outage()
+            return RecommendationList((), DEFAULT_VARIANT, Source.POPULAR, self._clock.now(), "")
         exclude = [request.context_item] if request.context_item else []
         chosen = choose_list(page, request.k, exclude)
         if chosen is None:
             return RecommendationList((), DEFAULT_VARIANT, Source.POPULAR, self._clock.now(), "")
         return chosen
+
+    def _log_outage(self) -> None:
+        # Nothing is shown rather than anything stale: without the cache, the live stock
+        # set is unknown too, and a sold-out item must never be shown.
+        now = time.monotonic()
+        if now - self._last_outage_log > OUTAGE_LOG_EVERY_S:
+            self._last_outage_log = now
+            log.exception("cache read failed; serving an empty list until it is back")
