@@ -54,7 +54,7 @@ def run_demo(config: Config, options: DemoOptions) -> dict[str, Any]:
     )
     config = _own_namespace(config)
     started = time.perf_counter()
-    with _shopper(config) as (api_url, ops_url), _own_core():
+    with _shopper(config) as (api_url, ops_url):
         shop, ops = ShopClient(api_url), ShopClient(ops_url)
         _wait_until_live(shop, ops)
         total, unit = _size(traffic)
@@ -68,26 +68,6 @@ def run_demo(config: Config, options: DemoOptions) -> dict[str, Any]:
     if _on_redis(config):
         report["lists_in_redis"] = _count_redis_lists(config, delete=True)
     return report
-
-
-@contextmanager
-def _own_core() -> Iterator[None]:
-    """Keep the shop frontend (this process) on a core of its own while it measures, as a
-    real frontend runs on a machine of its own: on a small box its own scheduling would
-    otherwise show up as page latency. The shopper processes keep the other cores."""
-    cores = _cores()
-    if len(cores) < 2:
-        yield
-        return
-    os.sched_setaffinity(0, {cores[0]})
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, set(cores))
-
-
-def _cores() -> list[int]:
-    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 
 
 def _own_namespace(config: Config) -> Config:
@@ -165,8 +145,6 @@ class ShopperProcess:
         ]
         with self.log_file.open("wb") as log:
             self._proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        if len(cores := _cores()) >= 2:
-            os.sched_setaffinity(self._proc.pid, set(cores[1:]))  # see _own_core
         url = f"http://127.0.0.1:{self._port}"
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
         while time.monotonic() < deadline:
