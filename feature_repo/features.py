@@ -9,7 +9,7 @@ relative to the feature store's data folder (`<data_dir>/features/feast`).
 from datetime import timedelta
 
 from feast import Entity, FeatureView, Field, FileSource, PushSource, ValueType
-from feast.types import Array, Bool, Float64, Int64, String
+from feast.types import Bool, Float64, Int64, String
 
 from shopper.domain.features.spec import (
     AS_OF,
@@ -27,7 +27,9 @@ _FEAST_TYPES = {
     Dtype.FLOAT64: Float64,
     Dtype.BOOL: Bool,
     Dtype.STRING: String,
-    Dtype.STRING_LIST: Array(String),
+    # Lists of ids as JSON arrays: Feast's file offline store hashes list columns element
+    # by element on every retrieval, which takes seconds.
+    Dtype.STRING_LIST: String,
 }
 
 

@@ -23,7 +23,7 @@ from shopper.ports.event_archive import EventArchive
 from shopper.ports.event_log import EventLog
 from shopper.ports.feature_store import FeatureLog, FeatureStore
 from shopper.ports.processor_state import ProcessorState
-from shopper.services.features import FeaturePipeline
+from shopper.services.feature_pipeline import FeaturePipeline
 from shopper.services.ingest import EventIngest
 from shopper.services.processor import (
     Processor,

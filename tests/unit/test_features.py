@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from shopper.codec import parse_event
 from shopper.domain.event import Event, EventType
 from shopper.domain.features import product_stats, session_context, user_profile
 from shopper.domain.features.engine import FeatureEngine, unique_in_order
@@ -19,7 +18,6 @@ from shopper.domain.features.spec import VIEWS, Dtype
 from shopper.domain.features.timeline import Timeline
 from shopper.domain.features.user_profile import UserCarry
 from shopper.domain.features.window import WINDOW_1H, WINDOW_7D, WINDOW_24H
-from shopper.domain.item import Item
 from shopper.domain.session import SessionState
 from shopper.services.feature_backfill import offline_rows
 from tests.unit.factories import T0, domain, iso, wire
@@ -162,7 +160,9 @@ def test_categories_are_looked_up_as_the_catalog_stood_at_as_of() -> None:
 
 def test_session_context_follows_the_latest_session() -> None:
     engine = FeatureEngine()
-    engine.apply([upsert(1, "a", T0 - DAY, category="shoes"), upsert(2, "b", T0 - DAY, category="hats")])
+    engine.apply(
+        [upsert(1, "a", T0 - DAY, category="shoes"), upsert(2, "b", T0 - DAY, category="hats")]
+    )
     events = [
         ev(1, "view", T0 - 600, item_id="z", session_id="old"),
         ev(2, "view", T0 - 300, item_id="a", session_id="now"),
@@ -219,7 +219,9 @@ def test_every_view_computes_exactly_its_declared_features() -> None:
         assert tuple(row.values) == spec.feature_names
         for feature in spec.features:
             value = row.values[feature.name]
-            assert type(value) is python_types[feature.dtype] or (feature.nullable and value is None)
+            assert type(value) is python_types[feature.dtype] or (
+                feature.nullable and value is None
+            )
 
 
 # The incremental form against the definition: random shops, events arriving in random

@@ -31,12 +31,15 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
     raise MissingExtra("feast", "feast") from None
 
 TIMESTAMP = "event_timestamp"  # the FileSources' timestamp_field
+REDIS_TIMEOUT_S = 5
+# Lists of ids are stored as JSON arrays in strings: Feast's file offline store hashes
+# list columns element by element on every retrieval (seconds for a few thousand rows).
 _ARROW = {
     Dtype.INT64: pa.int64(),
     Dtype.FLOAT64: pa.float64(),
     Dtype.BOOL: pa.bool_(),
     Dtype.STRING: pa.string(),
-    Dtype.STRING_LIST: pa.list_(pa.string()),
+    Dtype.STRING_LIST: pa.string(),
 }
 
 
@@ -84,6 +87,8 @@ def redis_connection_string(url: str) -> str:
     parts = [f"{parsed.hostname}:{parsed.port or 6379}"]
     db = parsed.path.strip("/")
     parts.append(f"db={int(db) if db else 0}")
+    # A Redis that stops answering must fail the feature push, not hang it forever.
+    parts += [f"socket_timeout={REDIS_TIMEOUT_S}", f"socket_connect_timeout={REDIS_TIMEOUT_S}"]
     if parsed.username:
         parts.append(f"username={unquote(parsed.username)}")
     if parsed.password:

@@ -147,9 +147,7 @@ def create_ops_app(
     return app
 
 
-def _ops_router(
-    health: dict[str, str], stats: Callable[[], dict[str, Any]] | None
-) -> APIRouter:
+def _ops_router(health: dict[str, str], stats: Callable[[], dict[str, Any]] | None) -> APIRouter:
     router = APIRouter()
 
     @router.get("/v1/stats")

@@ -158,9 +158,6 @@ class FeatureEngine:
         self._shoppers_of[item_id] = still
         return {(USER, s) for s in still if self._users[s].latest >= since}
 
-    def entities(self) -> Touched:
-        return {(USER, u) for u in self._users} | {(ITEM, i) for i in self._items}
-
 
 def item_of(event: Event) -> str | None:
     """The item whose history this event belongs to, if any."""

@@ -9,6 +9,7 @@ the processor's lists, and the page never touches it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -54,14 +55,15 @@ class FeaturePipeline:
         self.archive = archive
         self.engine = FeatureEngine()
         self.stats = FeatureStats()
-        self._open_store = open_store
+        self.open_store = open_store
         self._store: FeatureStore | None = None
-        self._served_log = served_log
+        self.served_log = served_log
         self._log_sample = log_sample
         self._queue: queue.Queue[list[Event] | None] = queue.Queue(max_queued_batches)
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._last_flush = time.monotonic()
+        self._unpushed: Touched = set()
 
     def observe(self, events: Sequence[Event]) -> None:
         """Hand over a micro-batch. Waits at most `HANDOFF_TIMEOUT_S` for room; a batch
@@ -85,10 +87,14 @@ class FeaturePipeline:
         self.archive.flush()
         return True
 
-    def close(self) -> None:
+    def close(self, timeout: float = 60.0) -> None:
+        """Finish the batches handed over (for at most `timeout`), then let go."""
         if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
+            with contextlib.suppress(queue.Full):  # a stuck worker: the join times out too
+                self._queue.put(None, timeout=timeout)
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("feature pipeline did not finish within %.0f s; leaving it", timeout)
             self._thread = None
         self.archive.flush()
         if self._store is not None:
@@ -148,20 +154,23 @@ class FeaturePipeline:
         if time.monotonic() - self._last_flush > ARCHIVE_FLUSH_S:
             self.archive.flush()
             self._last_flush = time.monotonic()
-        touched = self.engine.apply(events)
+        # Entities whose rows a failed push left behind are pushed again with these.
+        touched = self.engine.apply(events) | self._unpushed
         rows = self.engine.rows(touched)
         if not rows:
             return
+        self._unpushed = touched
         store = self._connected()
         store.push(rows)
+        self._unpushed = set()
         self.stats.rows_pushed += len(rows)
         served = self._read_back(store, touched)
-        self._served_log.append(served)
+        self.served_log.append(served)
         self.stats.rows_logged += len(served)
 
     def _connected(self) -> FeatureStore:
         if self._store is None:
-            self._store = self._open_store()
+            self._store = self.open_store()
         return self._store
 
     def _read_back(self, store: FeatureStore, touched: Touched) -> list[FeatureRow]:

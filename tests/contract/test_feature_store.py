@@ -1,0 +1,166 @@
+"""One contract for every FeatureStore: in memory, Feast with SQLite, Feast with Redis.
+
+Online: what was pushed is read back exactly, the last write wins. Offline: the
+point-in-time answer is the latest row at or before the asked time, within the view's TTL,
+and nothing after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shopper.adapters.memory_feature_store import InMemoryFeatureStore
+from shopper.domain.features.spec import (
+    PRODUCT_STATS,
+    SESSION_CONTEXT,
+    USER_PROFILE,
+    FeatureRow,
+    FeatureValue,
+)
+from shopper.ports.feature_store import FeatureStore
+
+REPO = Path(__file__).parents[2]
+T = 1_569_888_000.0  # 2019-10-01 00:00:00 UTC
+
+
+def profile(user: str, as_of: float, interactions: int = 3, **values: FeatureValue) -> FeatureRow:
+    base: dict[str, FeatureValue] = {
+        "session_count_7d": 1,
+        "interaction_count": interactions,
+        "avg_cart_value": 0.1 + 0.2,  # not a round binary number: must survive exactly
+        "category_affinity": '{"home > kitchen":0.75,"toys":0.25}',
+        "last_seen": as_of,
+    }
+    return FeatureRow(USER_PROFILE.name, user, as_of, {**base, **values})
+
+
+def context(user: str, as_of: float, recent: tuple[str, ...] = ("a", "b")) -> FeatureRow:
+    values: dict[str, FeatureValue] = {
+        "recent_item_ids": recent,
+        "cart_item_ids": (),
+        "category_interest": "{}",
+    }
+    return FeatureRow(SESSION_CONTEXT.name, user, as_of, values)
+
+
+def stats(item: str, as_of: float, views: int = 2, price: float | None = 9.99) -> FeatureRow:
+    values: dict[str, FeatureValue] = {
+        "views_1h": views,
+        "purchases_24h": 0,
+        "view_to_purchase_rate": 0.0,
+        "trending_score": 1 / 3,
+        "price": price,
+        "in_stock": False,
+        "age_hours": 1e-6,
+    }
+    return FeatureRow(PRODUCT_STATS.name, item, as_of, values)
+
+
+@pytest.fixture(
+    params=[
+        "memory",
+        "feast-sqlite",
+        pytest.param("feast-redis", marks=pytest.mark.redis),
+    ]
+)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FeatureStore]:
+    if request.param == "memory":
+        yield InMemoryFeatureStore()
+        return
+    from shopper.adapters.feast_feature_store import FeastFeatureStore
+    from shopper.adapters.feast_repo import FeastSettings
+
+    redis_url = request.getfixturevalue("redis_url") if request.param == "feast-redis" else None
+    settings = FeastSettings(REPO / "feature_repo", tmp_path / "feast", redis_url=redis_url)
+    feast = FeastFeatureStore(settings)
+    feast.ensure_applied()
+    yield feast
+    feast.close()
+
+
+def test_pushed_rows_read_back_exactly(store: FeatureStore) -> None:
+    rows = [
+        profile("u:ä-1", T + 0.125),
+        context("u:ä-1", T + 0.125, recent=("sku-ü", "x" * 200)),
+        stats("sku-1", T + 1.5, price=None),
+        stats("sku-2", T + 2.0),
+    ]
+    store.push(rows)
+    assert store.read_user("u:ä-1") == {
+        USER_PROFILE.name: rows[0],
+        SESSION_CONTEXT.name: rows[1],
+    }
+    assert store.read_items(["sku-2", "sku-1"]) == {"sku-1": rows[2], "sku-2": rows[3]}
+
+
+def test_unknown_entities_are_left_out(store: FeatureStore) -> None:
+    store.push([stats("sku-1", T)])
+    assert store.read_user("u:nobody") == {}
+    assert store.read_items(["nothing", "sku-1"]) == {"sku-1": stats("sku-1", T)}
+    assert store.read_items([]) == {}
+
+
+def test_a_user_may_have_one_view_and_not_the_other(store: FeatureStore) -> None:
+    store.push([profile("s:anon", T)])
+    assert store.read_user("s:anon") == {USER_PROFILE.name: profile("s:anon", T)}
+
+
+def test_the_last_write_wins_even_at_the_same_as_of(store: FeatureStore) -> None:
+    store.push([stats("sku-1", T, views=1)])
+    store.push([stats("sku-1", T, views=5)])  # recomputed after a late event
+    assert store.read_items(["sku-1"])["sku-1"].values["views_1h"] == 5
+    store.push([stats("sku-1", T + 60, views=7), profile("u:1", T)])
+    assert store.read_items(["sku-1"])["sku-1"] == stats("sku-1", T + 60, views=7)
+
+
+def test_historical_rows_are_point_in_time(store: FeatureStore) -> None:
+    store.replace_offline(
+        PRODUCT_STATS.name,
+        [stats("sku-1", T, views=1), stats("sku-1", T + 600, views=2), stats("sku-2", T, views=9)],
+    )
+    asked = [
+        ("sku-1", T - 0.001),  # before its first row
+        ("sku-1", T),  # exactly at a row: included
+        ("sku-1", T + 599.999),  # the next row is not yet there
+        ("sku-1", T + 600),
+        ("sku-2", T + 3600),
+        ("sku-1", T),  # asked twice
+        ("unknown", T),
+    ]
+    got = store.historical(PRODUCT_STATS.name, asked)
+    assert got == [
+        None,
+        stats("sku-1", T, views=1),
+        stats("sku-1", T, views=1),
+        stats("sku-1", T + 600, views=2),
+        stats("sku-2", T, views=9),
+        stats("sku-1", T, views=1),
+        None,
+    ]
+
+
+def test_historical_rows_expire_with_the_view_ttl(store: FeatureStore) -> None:
+    ttl = SESSION_CONTEXT.ttl_s
+    store.replace_offline(SESSION_CONTEXT.name, [context("u:1", T)])
+    got = store.historical(SESSION_CONTEXT.name, [("u:1", T + ttl), ("u:1", T + ttl + 1)])
+    assert got == [context("u:1", T), None]
+
+
+def test_replacing_the_offline_history_forgets_the_old_one(store: FeatureStore) -> None:
+    store.replace_offline(USER_PROFILE.name, [profile("u:1", T, interactions=1)])
+    store.replace_offline(USER_PROFILE.name, [profile("u:2", T, interactions=2)])
+    assert store.historical(USER_PROFILE.name, [("u:1", T), ("u:2", T)]) == [
+        None,
+        profile("u:2", T, interactions=2),
+    ]
+    assert store.historical(USER_PROFILE.name, []) == []
+
+
+def test_offline_and_online_are_separate(store: FeatureStore) -> None:
+    store.push([profile("u:1", T)])
+    assert store.historical(USER_PROFILE.name, [("u:1", T)]) == [None]
+    store.replace_offline(USER_PROFILE.name, [profile("u:2", T)])
+    assert store.read_user("u:2") == {}
