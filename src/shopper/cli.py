@@ -98,6 +98,14 @@ def demo(
     shoppers: Annotated[int, typer.Option(help="simulated shoppers")] = 600,
     max_events: Annotated[int, typer.Option(help="cap on replayed data set events")] = 60_000,
     seed: Annotated[int, typer.Option(help="simulator seed")] = 7,
+    features: Annotated[
+        bool,
+        typer.Option(
+            "--features",
+            help="also run the Feast feature store (archive, online push, served-row log), "
+            "so `shopper features check-skew` can check the run",
+        ),
+    ] = False,
     stream_url: StreamUrl = None,
     cache_url: CacheUrl = None,
     data_dir: DataDir = None,
@@ -107,7 +115,13 @@ def demo(
     from shopper.demo.report import render_report
     from shopper.demo.runner import DemoOptions, run_demo
 
-    config = _config(config_file, stream_url=stream_url, cache_url=cache_url, data_dir=data_dir)
+    config = _config(
+        config_file,
+        stream_url=stream_url,
+        cache_url=cache_url,
+        data_dir=data_dir,
+        feature_store="feast" if features else None,
+    )
     options = DemoOptions(
         dataset=dataset, shoppers=shoppers, max_events=max_events, seed=seed, progress=not as_json
     )

@@ -24,6 +24,9 @@ REES46_TYPES = {
 }
 
 
+CATALOG_BATCH = 500
+
+
 class DatasetError(ShopperError):
     pass
 
@@ -56,7 +59,7 @@ class Rees46Replay:
         self.withdrawn: list[str] = []
 
     def run(self, shop: ShopClient, tick: Callable[[int], None]) -> None:
-        shop.upsert_items(list(self._items().values()))
+        _list_catalog(shop, "rees", self._items())
         last_purchase = {
             r["product_id"]: i for i, r in enumerate(self.rows) if r["event_type"] == "purchase"
         }
@@ -74,19 +77,19 @@ class Rees46Replay:
         shop.post(pending)
         tick(len(pending))
 
-    def _items(self) -> dict[str, dict[str, Any]]:
-        items: dict[str, dict[str, Any]] = {}
-        for row in self.rows:
-            items.setdefault(
-                row["product_id"],
-                {
-                    "item_id": row["product_id"],
-                    "category": row["category_code"] or f"category.{row['category_id']}",
-                    "brand": row["brand"] or None,
-                    "price": float(row["price"]),
-                    "attributes": {"category_id": row["category_id"]},
-                },
-            )
+    def _items(self) -> dict[str, tuple[dict[str, Any], str]]:
+        items: dict[str, tuple[dict[str, Any], str]] = {}
+        for i, row in enumerate(self.rows):
+            if row["product_id"] in items:
+                continue
+            item = {
+                "item_id": row["product_id"],
+                "category": row["category_code"] or f"category.{row['category_id']}",
+                "brand": row["brand"] or None,
+                "price": float(row["price"]),
+                "attributes": {"category_id": row["category_id"]},
+            }
+            items[row["product_id"]] = (item, self._event(i, row)["ts"])
         return items
 
     def _event(self, i: int, row: dict[str, str]) -> dict[str, Any]:
@@ -122,7 +125,7 @@ class UciReplay:
         self.withdrawn: list[str] = []
 
     def run(self, shop: ShopClient, tick: Callable[[int], None]) -> None:
-        shop.upsert_items(list(self._items().values()))
+        _list_catalog(shop, "uci", self._items())
         last_purchase = {r["StockCode"]: i for i, r in enumerate(self.rows)}
         for invoice, lines in self._invoices():
             shopper = _uci_shopper(lines[0][1])
@@ -147,31 +150,48 @@ class UciReplay:
         if current:
             yield current[0][1]["InvoiceNo"], current
 
-    def _items(self) -> dict[str, dict[str, Any]]:
-        items: dict[str, dict[str, Any]] = {}
+    def _items(self) -> dict[str, tuple[dict[str, Any], str]]:
+        items: dict[str, tuple[dict[str, Any], str]] = {}
         for row in self.rows:
-            items.setdefault(
-                row["StockCode"],
-                {
-                    "item_id": row["StockCode"],
-                    "title": row["Description"] or "",
-                    "price": max(float(row["UnitPrice"]), 0.0),
-                },
-            )
+            if row["StockCode"] in items:
+                continue
+            item = {
+                "item_id": row["StockCode"],
+                "title": row["Description"] or "",
+                "price": max(float(row["UnitPrice"]), 0.0),
+            }
+            items[row["StockCode"]] = (item, _uci_time(row))
         return items
 
     def _event(self, i: int, row: dict[str, str], invoice: str, shopper: Shopper) -> dict[str, Any]:
-        ts = datetime.fromisoformat(row["InvoiceDate"]).replace(tzinfo=UTC)
         return {
             "event_id": f"uci-{i}",
             "type": "purchase",
-            "ts": ts.isoformat(),
+            "ts": _uci_time(row),
             **shopper.ids(),
             "item_id": row["StockCode"],
             "price": max(float(row["UnitPrice"]), 0.0),
             "quantity": int(row["Quantity"]),
             "context": {"country": row["Country"]},
         }
+
+
+def _uci_time(row: dict[str, str]) -> str:
+    # The file's times are UK local; the data set's SOURCE treats them as one zone.
+    return datetime.fromisoformat(row["InvoiceDate"]).replace(tzinfo=UTC).isoformat()
+
+
+def _list_catalog(
+    shop: ShopClient, name: str, items: dict[str, tuple[dict[str, Any], str]]
+) -> None:
+    """Each item is listed when the data set first shows it, not when the replay starts:
+    features such as an item's age then mean the same online and offline."""
+    events = [
+        {"event_id": f"{name}-item-{item_id}", "type": "item_upsert", "ts": ts, "item": item}
+        for item_id, (item, ts) in items.items()
+    ]
+    for start in range(0, len(events), CATALOG_BATCH):
+        shop.post(events[start : start + CATALOG_BATCH])
 
 
 def _is_sale(row: dict[str, str]) -> bool:

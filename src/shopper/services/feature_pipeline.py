@@ -23,6 +23,7 @@ from shopper.domain.features.engine import ITEM, USER, FeatureEngine, Touched, u
 from shopper.domain.features.spec import FeatureRow
 from shopper.ports.event_archive import EventArchive
 from shopper.ports.feature_store import FeatureLog, FeatureStore
+from shopper.services.priority import lower_this_thread
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ class FeaturePipeline:
                 self._thread.start()
 
     def _run(self) -> None:
+        lower_this_thread()  # feature work is never on the page's critical path
         self._warm_up()
         stop = False
         while not stop:

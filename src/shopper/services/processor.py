@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 import uuid
@@ -31,6 +30,7 @@ from shopper.ports.clock import Clock
 from shopper.ports.event_log import EventConsumer, EventLog, Record
 from shopper.ports.feature_store import FeatureSink
 from shopper.ports.processor_state import ProcessorState, StateChanges
+from shopper.services.priority import lower_this_thread
 
 log = logging.getLogger(__name__)
 
@@ -315,9 +315,7 @@ class ProcessorRunner:
         self.processor.close()
 
     def _loop(self) -> None:
-        if self._niceness and hasattr(os, "setpriority"):
-            # Background work: on a busy core the kernel lets a page read's thread in first.
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._niceness)
+        lower_this_thread(self._niceness)
         while not self._stop.is_set():
             try:
                 self.processor.run_once()

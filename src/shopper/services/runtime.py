@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from shopper.bootstrap import build_system
 from shopper.config import Config
+from shopper.services.priority import BACKGROUND_NICENESS
 
 
 class ApiServer:
@@ -56,9 +57,6 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-SHARED_PROCESSOR_NICENESS = 10
-
-
 def serve(config: Config, host: str, port: int, role: str) -> None:
     """Run until interrupted. `role` is api, processor, or all."""
     system = build_system(config)
@@ -69,7 +67,7 @@ def serve(config: Config, host: str, port: int, role: str) -> None:
             # The API and the processor share this process: the processor runs at a lower
             # OS priority, and the GIL changes hands every 1 ms rather than every 5 ms, so
             # a page read never waits behind a whole re-ranking slice.
-            system.start_processor(niceness=SHARED_PROCESSOR_NICENESS)
+            system.start_processor(niceness=BACKGROUND_NICENESS)
             sys.setswitchinterval(0.001)
         # A processor-only process still answers /healthz and /v1/stats on its port, for
         # liveness probes and operators.

@@ -1,0 +1,15 @@
+"""Thread priority for background work that shares a process with the page path."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+BACKGROUND_NICENESS = 10
+
+
+def lower_this_thread(niceness: int = BACKGROUND_NICENESS) -> None:
+    """Lower the calling thread's OS priority (Linux schedules threads one by one): on a
+    busy core the kernel then lets a page read's thread run first."""
+    if niceness and hasattr(os, "setpriority"):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
