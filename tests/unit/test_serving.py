@@ -10,7 +10,8 @@ from shopper.adapters.memory_cache import InMemoryRecommendationCache
 from shopper.adapters.memory_event_log import InMemoryEventLog
 from shopper.adapters.system_clock import ManualClock
 from shopper.api.app import create_app
-from shopper.domain.recommendation import PageRead, Source
+from shopper.api.schemas import RecommendationsOut, recommendations_body
+from shopper.domain.recommendation import PageRead, RecommendationList, ScoredItem, Source
 from shopper.ports.cache import ListKey
 from shopper.services.ingest import EventIngest
 from shopper.services.runtime import ApiServer
@@ -41,3 +42,23 @@ def test_recommendations_route_never_errors_when_the_cache_is_down() -> None:
     body = response.json()
     assert body["items"] == []
     assert body["source"] == "popular"
+
+
+def test_the_hand_built_body_is_what_the_documented_schema_says() -> None:
+    """The page path builds its JSON by hand (no re-validation); the OpenAPI model
+    `RecommendationsOut` must accept it field for field."""
+    ranked = RecommendationList(
+        (ScoredItem("a", 0.9000000095), ScoredItem("b", 0.5)),
+        "champion",
+        Source.LAST_KNOWN_GOOD,
+        1_700_000_000.5,
+        "list-1",
+    )
+    body = recommendations_body(ranked, k=1)
+    parsed = RecommendationsOut.model_validate(body)
+    assert parsed.model_dump(mode="json") == {
+        **body,
+        "generated_at": parsed.generated_at.isoformat().replace("+00:00", "Z"),
+    }
+    assert body["items"] == [{"item_id": "a", "score": 0.9}]  # k, and float32 noise rounded
+    assert body["source"] == "last_known_good"
