@@ -7,18 +7,25 @@ and nothing after it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import math
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from shopper.adapters.memory_feature_store import InMemoryFeatureStore
 from shopper.domain.features.spec import (
+    AS_OF,
     PRODUCT_STATS,
     SESSION_CONTEXT,
     USER_PROFILE,
+    USER_VIEWS,
+    Dtype,
     FeatureRow,
     FeatureValue,
+    ViewSpec,
 )
 from shopper.ports.feature_store import FeatureStore
 
@@ -164,3 +171,99 @@ def test_offline_and_online_are_separate(store: FeatureStore) -> None:
     assert store.historical(USER_PROFILE.name, [("u:1", T)]) == [None]
     store.replace_offline(USER_PROFILE.name, [profile("u:2", T)])
     assert store.read_user("u:2") == {}
+
+
+# The Feast adapter reads below Feast's `get_online_features` (its per-view step,
+# `online_read`), for speed; these hold it to what `get_online_features` itself answers,
+# so a Feast upgrade that changes either side fails here.
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def feast_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    from shopper.adapters.feast_repo import FeastSettings
+
+    redis_url = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    return FeastSettings(REPO / "feature_repo", tmp_path / "feast", redis_url=redis_url)
+
+
+def test_feast_reads_equal_feasts_get_online_features(feast_settings: Any) -> None:
+    from feast import FeatureStore as FeastStore
+
+    from shopper.adapters.feast_feature_store import FeastFeatureStore
+    from shopper.adapters.feast_repo import repo_config
+
+    store = FeastFeatureStore(feast_settings)
+    store.ensure_applied()
+    store.push(
+        [
+            profile("u:ä-1", T + 0.125),
+            context("u:ä-1", T + 0.125, recent=("sku-ü", "x" * 200)),
+            profile("s:anon", T),
+            stats("sku-1", T + 1.5, price=None),
+            stats("sku-2", T + 2.0, views=7),
+        ]
+    )
+    reference = FeastStore(config=repo_config(feast_settings))
+    try:
+        for user in ("u:ä-1", "s:anon", "u:nobody"):
+            expected = _rows_by_get_online_features(reference, USER_VIEWS, [user])
+            assert store.read_user(user) == {row.view: row for row in expected}
+        items = ["sku-2", "nothing", "sku-1", "sku-2"]
+        expected = _rows_by_get_online_features(reference, [PRODUCT_STATS], items)
+        assert store.read_items(items) == {row.entity_id: row for row in expected}
+        assert len(expected) == 3  # sku-2 twice, sku-1; "nothing" has no row
+    finally:
+        store.close()
+        _close_feast(reference)
+
+
+def test_feast_reads_still_work_after_applying_again(feast_settings: Any) -> None:
+    from shopper.adapters.feast_feature_store import FeastFeatureStore
+
+    store = FeastFeatureStore(feast_settings)
+    try:
+        store.ensure_applied()
+        store.push([stats("sku-1", T)])
+        assert store.read_items(["sku-1"]) == {"sku-1": stats("sku-1", T)}
+        store.apply()  # the views read are the registry's again
+        store.push([stats("sku-1", T + 1, views=3)])
+        assert store.read_items(["sku-1"]) == {"sku-1": stats("sku-1", T + 1, views=3)}
+    finally:
+        store.close()
+
+
+def _rows_by_get_online_features(
+    feast: Any, views: Sequence[ViewSpec], entity_ids: list[str]
+) -> list[FeatureRow]:
+    """The rows as Feast's public read answers them, converted from its `to_dict()`."""
+    key = views[0].entity.join_key
+    refs = [f"{v.name}:{name}" for v in views for name in (AS_OF, *v.feature_names)]
+    answer = feast.get_online_features(
+        features=refs, entity_rows=[{key: e} for e in entity_ids], full_feature_names=True
+    ).to_dict()
+    rows = []
+    for view in views:
+        for n, entity in enumerate(entity_ids):
+            as_of = answer[f"{view.name}__{AS_OF}"][n]
+            if as_of is not None:
+                values = {
+                    f.name: _feast_value(f.dtype, answer[f"{view.name}__{f.name}"][n])
+                    for f in view.features
+                }
+                rows.append(FeatureRow(view.name, entity, as_of, values))
+    return rows
+
+
+def _feast_value(dtype: Dtype, value: Any) -> FeatureValue:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if dtype is Dtype.STRING_LIST:
+        return tuple(json.loads(value))
+    typed: FeatureValue = value
+    return typed
+
+
+def _close_feast(feast: Any) -> None:
+    client = getattr(feast.provider.online_store, "_client", None)
+    if client is not None:
+        client.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 import sys
 import threading
@@ -72,6 +73,9 @@ def serve(config: Config, host: str, port: int, role: str) -> None:
         # A processor-only process still answers /healthz and /v1/stats on its port, for
         # liveness probes and operators.
         app = system.app() if role in ("api", "all") else system.ops_app()
+        # Everything loaded so far (FastAPI, pandas, Feast, ...) lives as long as the
+        # process: keep it out of the collector, so a full collection stays short.
+        gc.freeze()
         uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
     finally:
         system.close()
