@@ -80,6 +80,7 @@ class System:
             max_events=c.microbatch_max_events,
             wait_s=c.microbatch_wait_s,
             popular_refresh_s=c.popular_refresh_s,
+            transaction_events=c.state_transaction_events,
         )
         return Processor(
             consumer, self.event_log, self.state, self.cache, self.clock, settings, self.features

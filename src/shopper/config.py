@@ -42,6 +42,12 @@ class Config(BaseModel):
     lkg_ttl_s: float = Field(7 * 86400.0, gt=0, description="how long last-known-good lasts")
     popularity_half_life_s: float = Field(3600.0, gt=0)
     microbatch_max_events: int = Field(500, ge=1)
+    state_transaction_events: int = Field(
+        10,
+        ge=1,
+        description="events per processor state transaction; a Redis transaction blocks "
+        "the page reads sharing that Redis while it runs",
+    )
     microbatch_wait_s: float = Field(
         0.05, ge=0, description="how long a micro-batch gathers events after the first"
     )

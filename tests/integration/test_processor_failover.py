@@ -99,6 +99,9 @@ def test_killed_processor_hands_over_with_every_effect_exactly_once(
         assert _wait_for(lambda: sum(_interactions(producer, users).values()) > 0, 30), (
             log.read_text()[-3000:]
         )
+        assert _wait_for(
+            lambda: all(_assigned(log.read_text(), p.pid) for p in (first, second)), 30
+        ), f"both processors must own partitions first; log:\n{log.read_text()[-3000:]}"
         for start in range(third, len(events), 200):
             producer.ingest.ingest(events[start : start + 200])
             producer.event_log.flush(10)

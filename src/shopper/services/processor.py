@@ -46,6 +46,7 @@ class ProcessorSettings:
     max_events: int = 500
     wait_s: float = 0.05
     popular_refresh_s: float = 1.0
+    transaction_events: int = 10
 
 
 @dataclass(slots=True)
@@ -163,9 +164,10 @@ class Processor:
             else:
                 self._apply_shopper(event, sessions[event.subject], batch)
                 batch.dirty.setdefault(event.subject, record.timestamp)
-        self.stats.applied += len(batch.changes.event_ids)
-        batch.changes.sessions = {s: sessions[s] for s in batch.dirty}
-        self._state.apply(batch.changes)
+                batch.changes.sessions[event.subject] = sessions[event.subject]
+            if len(batch.changes.event_ids) >= self._settings.transaction_events:
+                self._apply_state(batch)
+        self._apply_state(batch)
         self._observe_features(batch.applied)
         if batch.stock:
             # Stock events may reach the stream without the API (an inventory system
@@ -186,6 +188,15 @@ class Processor:
             self._features.observe(events)
         except Exception:
             log.exception("feature pipeline refused a batch of %d events", len(events))
+
+    def _apply_state(self, batch: _Batch) -> None:
+        """One state transaction: these events' effects and their ids, together. Kept short
+        (`transaction_events`), since a Redis transaction blocks the page reads that share
+        that Redis while it runs."""
+        if batch.changes.event_ids:
+            self.stats.applied += len(batch.changes.event_ids)
+            self._state.apply(batch.changes)
+        batch.changes = StateChanges()
 
     def _decode(self, record: Record) -> Event | None:
         try:
