@@ -114,7 +114,10 @@ def _wait_until_live(shop: ShopClient, ops: ShopClient) -> None:
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
     while ops.processor_stats()["applied"] < 1:
         if time.monotonic() > deadline:
-            raise ShopperError("the processor did not take in the warm-up event in time")
+            raise ShopperError(
+                f"the processor took in no event within {SERVER_START_TIMEOUT_S:.0f} s: is the "
+                "stream reachable? The processes' logs are demo-*.log in the data folder"
+            )
         time.sleep(0.05)
 
 
