@@ -54,20 +54,24 @@ def run_demo(config: Config, options: DemoOptions) -> dict[str, Any]:
     )
     config = _own_namespace(config)
     started = time.perf_counter()
-    with _shopper(config) as (api_url, ops_url):
-        shop, ops = ShopClient(api_url), ShopClient(ops_url)
-        _wait_until_live(shop, ops)
-        total, unit = _size(traffic)
-        with _progress(options.progress, total, unit) as tick:
-            traffic.run(shop, tick)
-        stats = _drain(ops, shop.stats.events_accepted)
-        shop.close()
-        ops.close()
-    elapsed = time.perf_counter() - started
-    report = _report(config, traffic, shop, stats, elapsed)
-    if _on_redis(config):
-        report["lists_in_redis"] = _count_redis_lists(config, delete=True)
-    return report
+    try:
+        with _shopper(config) as (api_url, ops_url):
+            shop, ops = ShopClient(api_url), ShopClient(ops_url)
+            _wait_until_live(shop, ops)
+            total, unit = _size(traffic)
+            with _progress(options.progress, total, unit) as tick:
+                traffic.run(shop, tick)
+            stats = _drain(ops, shop.stats.events_accepted)
+            shop.close()
+            ops.close()
+        elapsed = time.perf_counter() - started
+        report = _report(config, traffic, shop, stats, elapsed)
+        if _on_redis(config):
+            report["lists_in_redis"] = _count_redis_lists(config)
+        return report
+    finally:
+        if _on_redis(config):
+            _delete_run_keys(config)  # also when the run failed half-way
 
 
 def _own_namespace(config: Config) -> Config:
@@ -178,19 +182,25 @@ def config_env(config: Config) -> dict[str, str]:
     return {ENV_PREFIX + name.upper(): str(value) for name, value in config.model_dump().items()}
 
 
-def _count_redis_lists(config: Config, delete: bool) -> int:
-    """Proof that the lists live in Redis: the stored user lists under this run's prefix.
-    With `delete`, the run's keys are then removed."""
+def _count_redis_lists(config: Config) -> int:
+    """Proof that the lists live in Redis: the stored user lists under this run's prefix."""
     import redis
 
     client = redis.Redis.from_url(config.cache_url)
     try:
-        lists = sum(1 for _ in client.scan_iter(match=f"{config.redis_key_prefix}list:*"))
-        if delete:
-            keys = list(client.scan_iter(match=f"{config.redis_key_prefix}*", count=1000))
-            for start in range(0, len(keys), 1000):
-                client.unlink(*keys[start : start + 1000])
-        return lists
+        return sum(1 for _ in client.scan_iter(match=f"{config.redis_key_prefix}list:*"))
+    finally:
+        client.close()
+
+
+def _delete_run_keys(config: Config) -> None:
+    import redis
+
+    client = redis.Redis.from_url(config.cache_url)
+    try:
+        keys = list(client.scan_iter(match=f"{config.redis_key_prefix}*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.unlink(*keys[start : start + 1000])
     finally:
         client.close()
 
