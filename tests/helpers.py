@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import httpx
+
+from shopper.bootstrap import System
 
 
 def now_iso() -> str:
@@ -16,3 +21,30 @@ def view(event_id: str, item: str, **who: str) -> dict[str, Any]:
 
 def ids(body: dict[str, Any]) -> list[str]:
     return [i["item_id"] for i in body["items"]]
+
+
+@dataclass
+class ShopHttp:
+    """A shop frontend talking to a running system over HTTP."""
+
+    system: System
+    http: httpx.Client
+
+    def post(self, *events: dict[str, Any]) -> httpx.Response:
+        return self.http.post("/v1/events", json=list(events))
+
+    def accept(self, *events: dict[str, Any]) -> None:
+        """Post events that must all be accepted."""
+        response = self.post(*events)
+        assert response.status_code == 202, response.text
+        assert response.json()["accepted"] == len(events)
+
+    def page(self, **params: Any) -> dict[str, Any]:
+        response = self.http.get("/v1/recommendations", params=params)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def applied(self) -> int:
+        """Events the processors of this process have applied so far."""
+        return sum(r.processor.stats.applied for r in self.system.runners)

@@ -4,44 +4,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
 from shopper.adapters.system_clock import ManualClock
-from shopper.bootstrap import System, build_system
+from shopper.bootstrap import build_system
 from shopper.config import load_config
 from shopper.ports.clock import Clock
 from shopper.services.runtime import ApiServer
-from tests.helpers import ids, now_iso, view
+from tests.helpers import ShopHttp, ids, now_iso, view
 
 WAIT_S = 5.0
 FRESH_TTL_S = 60.0
 LKG_TTL_S = 600.0
 
 
-@dataclass
-class Shop:
-    system: System
-    http: httpx.Client
-
-    def post(self, *events: dict[str, Any]) -> None:
-        response = self.http.post("/v1/events", json=list(events))
-        assert response.status_code == 202, response.text
-        assert response.json()["accepted"] == len(events)
-
-    def page(self, **params: Any) -> dict[str, Any]:
-        response = self.http.get("/v1/recommendations", params=params)
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        return body
-
+class Shop(ShopHttp):
     def wait_applied(self, count: int) -> None:
         """Wait until the processor has applied `count` events in all."""
         deadline = time.monotonic() + WAIT_S
-        while sum(r.processor.stats.applied for r in self.system.runners) < count:
+        while self.applied() < count:
             if time.monotonic() > deadline:
                 pytest.fail(f"the processor did not apply {count} events within {WAIT_S}s")
             time.sleep(0.01)
@@ -100,7 +84,7 @@ def crowd(shop: Shop) -> None:
         events += [view(f"ab{n}-a", "a", user_id=f"o{n}"), view(f"ab{n}-b", "b", user_id=f"o{n}")]
     for n in range(5):
         events += [view(f"cd{n}-c", "c", user_id=f"p{n}"), view(f"cd{n}-d", "d", user_id=f"p{n}")]
-    shop.post(*events)
+    shop.accept(*events)
     shop.wait_applied(len(items) + len(events))
 
 
@@ -109,7 +93,7 @@ def test_posted_events_change_the_users_list(shop: Shop) -> None:
     before = shop.page(user_id="me")
     assert before["source"] == "popular"
 
-    shop.post(view("me-1", "a", user_id="me"))
+    shop.accept(view("me-1", "a", user_id="me"))
     after = shop.page_until(lambda body: body["source"] == "personalized", user_id="me")
     assert ids(after)[0] == "b", "a shopper viewing a gets what a's viewers viewed next"
     assert ids(after) != ids(before)
@@ -120,7 +104,7 @@ def test_an_anonymous_session_gets_personalized(shop: Shop) -> None:
     crowd(shop)
     assert shop.page()["source"] == "popular"
     assert shop.page(session_id="visitor")["source"] == "popular"
-    shop.post(view("v-1", "a", session_id="visitor"))
+    shop.accept(view("v-1", "a", session_id="visitor"))
     after = shop.page_until(lambda b: b["source"] == "personalized", session_id="visitor")
     assert ids(after)[0] == "b"
     assert shop.page(user_id="someone-else")["source"] == "popular"
@@ -128,9 +112,9 @@ def test_an_anonymous_session_gets_personalized(shop: Shop) -> None:
 
 def test_a_sold_out_item_is_gone_from_the_very_next_read(shop: Shop) -> None:
     crowd(shop)
-    shop.post(view("me-1", "a", user_id="me"))
+    shop.accept(view("me-1", "a", user_id="me"))
     shop.page_until(lambda b: ids(b)[:1] == ["b"], user_id="me")
-    shop.post(
+    shop.accept(
         {"event_id": "sale", "type": "stock_change", "ts": now_iso(), "item_id": "b", "quantity": 0}
     )
     # No waiting: the very next read must not show the item.
@@ -143,7 +127,7 @@ def test_last_known_good_is_served_once_the_fresh_list_expires(
 ) -> None:
     shop = shop_on_manual_clock
     crowd(shop)
-    shop.post(view("me-1", "a", user_id="me"))
+    shop.accept(view("me-1", "a", user_id="me"))
     fresh = shop.page_until(lambda b: b["source"] == "personalized", user_id="me")
 
     clock.advance(FRESH_TTL_S + 1)

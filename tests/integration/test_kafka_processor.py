@@ -9,7 +9,6 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -29,7 +28,7 @@ from shopper.ports.event_log import EventConsumer, Record
 from shopper.services.processor import Processor, ProcessorSettings
 from shopper.services.runtime import ApiServer, free_port
 from tests.fixtures.kafka import TEST_SESSION_TIMEOUT_S, tansu_broker
-from tests.helpers import ids, view
+from tests.helpers import ShopHttp, ids, view
 
 pytestmark = pytest.mark.kafka
 
@@ -50,37 +49,14 @@ def kafka_system(address: str, prefix: str, **overrides: Any) -> System:
     return build_system(config)
 
 
-@dataclass
-class Shop:
-    system: System
-    http: httpx.Client
-
-    def post(self, *events: dict[str, Any]) -> httpx.Response:
-        return self.http.post("/v1/events", json=list(events))
-
-    def accept(self, *events: dict[str, Any]) -> None:
-        response = self.post(*events)
-        assert response.status_code == 202, response.text
-        assert response.json()["accepted"] == len(events)
-
-    def page(self, **params: Any) -> dict[str, Any]:
-        response = self.http.get("/v1/recommendations", params=params)
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        return body
-
-    def applied(self) -> int:
-        return sum(r.processor.stats.applied for r in self.system.runners)
-
-
 @contextmanager
-def open_shop(system: System) -> Iterator[Shop]:
+def open_shop(system: System) -> Iterator[ShopHttp]:
     with ApiServer(system.app()) as url, httpx.Client(base_url=url, timeout=10) as http:
-        yield Shop(system, http)
+        yield ShopHttp(system, http)
 
 
 @pytest.fixture
-def shop(kafka_broker: str, kafka_prefix: str) -> Iterator[Shop]:
+def shop(kafka_broker: str, kafka_prefix: str) -> Iterator[ShopHttp]:
     system = kafka_system(kafka_broker, kafka_prefix)
     try:
         system.start_processor()
@@ -98,7 +74,7 @@ def wait_for(what: str, done: Callable[[], bool], timeout: float = WAIT_S) -> No
         time.sleep(0.02)
 
 
-def crowd(shop: Shop) -> int:
+def crowd(shop: ShopHttp) -> int:
     """A catalog, and shoppers who viewed a then b. Returns how many events that was."""
     items = [{"item_id": i, "title": i.upper(), "stock": 10} for i in "abcde"]
     assert shop.http.put("/v1/catalog/items", json=items).status_code == 202
@@ -125,7 +101,7 @@ def read_all(consumer: EventConsumer, want: int, settle_s: float = 0.5) -> list[
     return got
 
 
-def test_posted_events_come_back_as_lists(shop: Shop) -> None:
+def test_posted_events_come_back_as_lists(shop: ShopHttp) -> None:
     crowd(shop)
     shop.accept(view("me-1", "a", user_id="me"))
     deadline = time.monotonic() + WAIT_S
@@ -137,7 +113,7 @@ def test_posted_events_come_back_as_lists(shop: Shop) -> None:
 
 
 def test_a_bad_record_goes_to_the_dead_letters_and_its_neighbours_are_applied(
-    shop: Shop,
+    shop: ShopHttp,
 ) -> None:
     system, c = shop.system, shop.system.config
     bad = [b"{not json", json.dumps({"event_id": "x", "type": "view"}).encode()]
@@ -182,7 +158,7 @@ def counted_once(system: System) -> bool:
     return interactions == INTERACTIONS and popular == pytest.approx(POPULARITY, rel=1e-3)
 
 
-def test_redelivered_records_change_nothing(shop: Shop) -> None:
+def test_redelivered_records_change_nothing(shop: ShopHttp) -> None:
     total = crowd(shop) + 1
     shop.accept(view("me-1", "a", user_id="me"))
     wait_for("every event counted once", lambda: counted_once(shop.system), timeout=5)
@@ -251,7 +227,7 @@ def test_a_broker_outage_spools_events_then_answers_429_and_delivers_on_return(
         broker.close()
 
 
-def spool_until_full(shop: Shop) -> list[str]:
+def spool_until_full(shop: ShopHttp) -> list[str]:
     """With no broker: POSTs are accepted into the spool until it is full, then 429; the page
     keeps answering from the cache all along. Returns the accepted event ids."""
     accepted: list[str] = []
