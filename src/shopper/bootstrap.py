@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from shopper.ports.event_archive import EventArchive
 from shopper.ports.event_log import EventLog
 from shopper.ports.feature_store import FeatureLog, FeatureStore
 from shopper.ports.processor_state import ProcessorState
-from shopper.services.feature_pipeline import FeaturePipeline
+from shopper.services.feature_pipeline import FeatureFeeds, FeaturePipeline
 from shopper.services.ingest import EventIngest
 from shopper.services.processor import (
     Processor,
@@ -48,6 +49,8 @@ class System:
     closers: list[Callable[[], None]] = field(default_factory=list)  # connections
     runners: list[ProcessorRunner] = field(default_factory=list)
     features: FeaturePipeline | None = None  # shared by this process's processors
+    # Whether processors of other processes share the stream (Kafka, or a shared log).
+    replicated: bool = False
 
     def app(self) -> FastAPI:
         return create_app(
@@ -81,6 +84,9 @@ class System:
             wait_s=c.microbatch_wait_s,
             popular_refresh_s=c.popular_refresh_s,
             transaction_events=c.state_transaction_events,
+            item_events_topic=(
+                c.item_events_topic if self.features is not None and self.replicated else None
+            ),
         )
         return Processor(
             consumer, self.event_log, self.state, self.cache, self.clock, settings, self.features
@@ -107,18 +113,32 @@ class System:
         self.closers.clear()
 
 
-def build_system(config: Config, clock: Clock | None = None) -> System:
+def build_system(
+    config: Config, clock: Clock | None = None, shared_log: EventLog | None = None
+) -> System:
+    """The process's system. `shared_log`: a stream other systems use too (tests run
+    processor replicas in one process with it); by default, the configured one."""
     clock = clock or SystemClock()
-    event_log = _event_log(config)
+    replicated = shared_log is not None or _scheme(config.stream_url) != "memory"
+    event_log = shared_log or _event_log(config)
     closers: list[Callable[[], None]] = []
     cache, state = _cache_and_state(config, clock, closers)
     ingest = EventIngest(
         event_log, cache, config.events_topic, config.catalog_topic, config.max_batch
     )
     reader = RecommendationReader(cache, clock)
-    features = build_feature_pipeline(config)
+    features = build_feature_pipeline(config, event_log if replicated else None)
     return System(
-        config, clock, event_log, cache, state, ingest, reader, features=features, closers=closers
+        config,
+        clock,
+        event_log,
+        cache,
+        state,
+        ingest,
+        reader,
+        features=features,
+        closers=closers,
+        replicated=replicated,
     )
 
 
@@ -139,7 +159,12 @@ def _event_log(config: Config) -> EventLog:
             spool_timeout_s=config.spool_timeout_s,
             session_timeout_s=config.group_session_timeout_s,
         )
-        topics = [config.events_topic, config.catalog_topic, config.dead_letter_topic]
+        topics = [
+            config.events_topic,
+            config.catalog_topic,
+            config.dead_letter_topic,
+            config.item_events_topic,
+        ]
         return KafkaEventLog(settings, topics)
     raise ConfigError(
         f"unknown stream URL scheme {scheme!r} in {config.stream_url!r}; "
@@ -198,8 +223,12 @@ def feature_folder(config: Config) -> Path:
     return config.data_dir / "features"
 
 
-def build_feature_pipeline(config: Config) -> FeaturePipeline | None:
-    """The processors' feature collaborator; None when the feature store is off."""
+def build_feature_pipeline(
+    config: Config, shared_log: EventLog | None = None
+) -> FeaturePipeline | None:
+    """The processors' feature collaborator; None when the feature store is off. On a
+    stream shared with processors in other processes (`shared_log`) it reads items and
+    the catalog from feeds of their own (see `FeaturePipeline`)."""
     if config.feature_store == "off":
         return None
     return FeaturePipeline(
@@ -207,7 +236,25 @@ def build_feature_pipeline(config: Config) -> FeaturePipeline | None:
         feature_store_opener(config),
         build_feature_log(config),
         log_sample=config.feature_log_sample,
+        open_feeds=feature_feeds_opener(config, shared_log) if shared_log else None,
     )
+
+
+def feature_feeds_opener(config: Config, log: EventLog) -> Callable[[], FeatureFeeds]:
+    def open_feeds() -> FeatureFeeds:
+        return FeatureFeeds(
+            # Whoever is assigned an item partition rebuilds its items from the topic.
+            items=log.subscribe(
+                [config.item_events_topic], config.item_features_group, from_start=True
+            ),
+            # A group of its own, never committed: this replica reads every partition
+            # of the catalog from the start, as every replica does.
+            catalog=log.subscribe(
+                [config.catalog_topic], f"{config.catalog_topic}.reader-{uuid.uuid4().hex[:12]}"
+            ),
+        )
+
+    return open_feeds
 
 
 def build_event_archive(config: Config) -> EventArchive:

@@ -94,6 +94,17 @@ class Config(BaseModel):
     def dead_letter_topic(self) -> str:
         return f"{self.topic_prefix}dead-letters"
 
+    @property
+    def item_events_topic(self) -> str:
+        """Item events, keyed by item id: the processors republish them here so that one
+        replica sees all of an item's events (the events topic is keyed by shopper)."""
+        return f"{self.topic_prefix}item-events"
+
+    @property
+    def item_features_group(self) -> str:
+        """The consumer group that computes item features from `item_events_topic`."""
+        return f"{self.topic_prefix}item-features"
+
 
 def load_config(
     env: Mapping[str, str], config_file: Path | None = None, **overrides: Any

@@ -38,8 +38,10 @@ class Harness:
     def topic(self, name: str = "events") -> str:
         return self.prefix + name
 
-    def join(self, log: EventLog, group: str = "g", topic: str = "events") -> EventConsumer:
-        consumer = log.subscribe([self.topic(topic)], self.prefix + group)
+    def join(
+        self, log: EventLog, group: str = "g", topic: str = "events", from_start: bool = False
+    ) -> EventConsumer:
+        consumer = log.subscribe([self.topic(topic)], self.prefix + group, from_start)
         self._consumers.append(consumer)
         return consumer
 
@@ -234,3 +236,29 @@ def test_two_members_split_the_partitions_and_a_leaver_hands_its_share_over(
     rest = poll_until(a, lambda recs: handed_over <= set(values(recs)))
     assert handed_over <= set(values(rest)), "the leaver's partitions were not taken over"
     assert {r.partition for r in rest if r.value.decode() in handed_over} == set(range(PARTITIONS))
+
+
+def test_a_from_start_member_reads_its_partitions_from_the_first_record(
+    harness: Harness,
+) -> None:
+    """What the item-features group stands on: whoever is assigned a partition rebuilds
+    its state from the whole partition, whatever the group committed."""
+    log = harness.client()
+    old = keyed(keys=8, per_key=2, tag="old/")
+    publish(log, harness.topic(), old)
+    first = harness.join(log, group="state", from_start=True)
+    assert len(poll_until(first, at_least(16))) == 16
+    first.commit()
+    first.close()
+    new = keyed(keys=8, per_key=1, tag="new/")
+    publish(log, harness.topic(), new)
+    second = harness.join(log, group="state", from_start=True)
+    got = poll_until(second, at_least(24))
+    got += poll_for(second, 0.5)
+    assert sorted(values(got)) == sorted(v for _, v in old + new)
+    # An ordinary member of that group would have resumed after the commit.
+    plain = harness.join(log, group="state")
+    second.close()
+    resumed = poll_until(plain, at_least(8))
+    resumed += poll_for(plain, 0.5)
+    assert sorted(values(resumed)) == sorted(v for _, v in new)

@@ -267,3 +267,11 @@ def _close_feast(feast: Any) -> None:
     client = getattr(feast.provider.online_store, "_client", None)
     if client is not None:
         client.close()
+
+
+def test_an_older_row_does_not_replace_a_newer_one(store: FeatureStore) -> None:
+    """What processor replicas rely on: one that has just lost an item to another
+    replica may still push the item's row as of an earlier time; it must not win."""
+    store.push([stats("sku-1", T + 60, views=7)])
+    store.push([stats("sku-1", T, views=1)])
+    assert store.read_items(["sku-1"])["sku-1"] == stats("sku-1", T + 60, views=7)

@@ -90,6 +90,9 @@ class FeastFeatureStore:
         for row in rows:
             by_view.setdefault(row.view, []).append(row)
         for name, view_rows in by_view.items():
+            view_rows = self._not_older(VIEWS[name], view_rows)
+            if not view_rows:
+                continue
             frame = pd.DataFrame(_records(VIEWS[name], view_rows))
             self._store.push(self._push_source(name), frame, to=PushMode.ONLINE)
 
@@ -142,6 +145,16 @@ class FeastFeatureStore:
         client = getattr(online, "_client", None)
         if client is not None and hasattr(client, "close"):
             client.close()
+
+    def _not_older(self, spec: ViewSpec, rows: list[FeatureRow]) -> list[FeatureRow]:
+        """The rows not older than what the online store holds (Feast's stores overwrite
+        whatever is pushed): a processor replica that has just lost an item to another
+        must not set its row back. One read per push; a row at the same `as_of` still
+        replaces (a late event's correction)."""
+        stored = {
+            r.entity_id: r.as_of for r in self._read_online([spec], [r.entity_id for r in rows])
+        }
+        return [r for r in rows if r.as_of >= stored.get(r.entity_id, r.as_of)]
 
     def _read_online(
         self, views: Sequence[ViewSpec], entity_ids: Sequence[str]

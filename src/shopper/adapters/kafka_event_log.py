@@ -110,9 +110,12 @@ class KafkaEventLog:
     def flush(self, timeout: float = 5.0) -> int:
         return self._producer.flush(timeout)
 
-    def subscribe(self, topics: Sequence[str], group: str) -> KafkaConsumer:
+    def subscribe(
+        self, topics: Sequence[str], group: str, from_start: bool = False
+    ) -> KafkaConsumer:
         self._topics.require(topics)
-        return KafkaConsumer(self._topics, _consumer_config(self.settings, group), list(topics))
+        config = _consumer_config(self.settings, group)
+        return KafkaConsumer(self._topics, config, list(topics), from_start)
 
     def close(self) -> None:
         """Stop without waiting: records still in the spool are dropped (call `flush` first)."""
@@ -142,9 +145,16 @@ class KafkaConsumer:
     """One member of a consumer group. Positions advance as `poll` returns records and
     reach the broker only on `commit`; `close` leaves the group without committing."""
 
-    def __init__(self, topics: _TopicCreator, config: dict[str, Any], names: list[str]) -> None:
+    def __init__(
+        self,
+        topics: _TopicCreator,
+        config: dict[str, Any],
+        names: list[str],
+        from_start: bool = False,
+    ) -> None:
         self._topic_creator = topics
         self._names = names
+        self._from_start = from_start
         self._consumer = Consumer(config)
         self._subscribed = False
         self._rewind_pending = False
@@ -224,8 +234,12 @@ class KafkaConsumer:
         self._subscribed = True
         return True
 
-    def _assigned(self, _: Consumer, partitions: list[TopicPartition]) -> None:
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("partitions assigned: %s", _describe(partitions))
+        if self._from_start:
+            for tp in partitions:
+                tp.offset = OFFSET_BEGINNING
+            consumer.assign(partitions)
 
     def _revoked(self, _: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("partitions revoked: %s", _describe(partitions))

@@ -35,11 +35,13 @@ class InMemoryEventLog:
     def flush(self, timeout: float = 5.0) -> int:
         return 0
 
-    def subscribe(self, topics: Sequence[str], group: str) -> InMemoryConsumer:
+    def subscribe(
+        self, topics: Sequence[str], group: str, from_start: bool = False
+    ) -> InMemoryConsumer:
         with self._cond:
             for t in topics:
                 self._topic(t)
-            consumer = InMemoryConsumer(self, list(topics), group)
+            consumer = InMemoryConsumer(self, list(topics), group, from_start)
             self._members.setdefault(group, []).append(consumer)
             self._rebalance(group)
             return consumer
@@ -68,7 +70,12 @@ class InMemoryEventLog:
                 for p in range(self.partitions)
                 if p % len(members) == i
             ]
-            member.positions = {tp: self._committed.get((group, *tp), 0) for tp in owned}
+            member.positions = {tp: self._start(member, tp) for tp in owned}
+
+    def _start(self, member: InMemoryConsumer, tp: tuple[str, int]) -> int:
+        if member.from_start:
+            return 0
+        return self._committed.get((member.group, *tp), 0)
 
     def _leave(self, consumer: InMemoryConsumer) -> None:
         with self._cond:
@@ -97,8 +104,8 @@ class InMemoryEventLog:
 
     def _rewind(self, consumer: InMemoryConsumer) -> None:
         with self._cond:
-            for topic, p in consumer.positions:
-                consumer.positions[(topic, p)] = self._committed.get((consumer.group, topic, p), 0)
+            for tp in consumer.positions:
+                consumer.positions[tp] = self._start(consumer, tp)
 
     def _commit(self, consumer: InMemoryConsumer) -> None:
         with self._cond:
@@ -107,10 +114,13 @@ class InMemoryEventLog:
 
 
 class InMemoryConsumer:
-    def __init__(self, log: InMemoryEventLog, topics: list[str], group: str) -> None:
+    def __init__(
+        self, log: InMemoryEventLog, topics: list[str], group: str, from_start: bool = False
+    ) -> None:
         self._log = log
         self.topics = topics
         self.group = group
+        self.from_start = from_start
         self.positions: dict[tuple[str, int], int] = {}
         self.closed = False
 

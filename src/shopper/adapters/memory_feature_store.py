@@ -25,7 +25,11 @@ class InMemoryFeatureStore:
     def push(self, rows: Sequence[FeatureRow]) -> None:
         with self._lock:
             for row in rows:
-                self._online[(row.view, row.entity_id)] = row
+                # An older row than the stored one is dropped (as Feast's Redis store
+                # does): a replica that lost an entity must not set it back.
+                stored = self._online.get((row.view, row.entity_id))
+                if stored is None or row.as_of >= stored.as_of:
+                    self._online[(row.view, row.entity_id)] = row
 
     def read_user(self, user_id: str) -> dict[str, FeatureRow]:
         with self._lock:

@@ -44,8 +44,13 @@ class EventLog(Protocol):
         """Wait for published records to be stored; returns how many are still pending."""
         ...
 
-    def subscribe(self, topics: Sequence[str], group: str) -> EventConsumer:
-        """Join `group`; a new member resumes from the group's committed offsets."""
+    def subscribe(
+        self, topics: Sequence[str], group: str, from_start: bool = False
+    ) -> EventConsumer:
+        """Join `group`; a new member resumes from the group's committed offsets. With
+        `from_start`, every partition assigned to the member is read from its first record
+        instead: for state rebuilt from the topic itself on each assignment (as a stream
+        processor restores a table from its source topic)."""
         ...
 
     def close(self) -> None: ...

@@ -5,6 +5,17 @@ incremental feature engine, pushes the changed rows to the online store, and rea
 sample back through the online read path, logging what was served for the skew check.
 All of it runs on a thread of its own: a slow or failing feature store never holds up
 the processor's lists, and the page never touches it.
+
+Where several processor replicas share the feature store (Kafka), a replica's processor
+sees only its partitions of the events topic, which is keyed by shopper: enough for the
+shoppers' rows, not for items (every shopper's views of an item count) nor for the
+category catalog (a shopper's rows read any item's category). So each part is fed by a
+stream partitioned by its own entity, as a stream processor repartitions for a join:
+
+- shoppers: the events the processor hands over (`observe`), keyed by shopper;
+- items: the item-events topic, where the processors republish item events keyed by
+  item, read in one consumer group (`FeatureFeeds.items`): one replica owns an item;
+- catalog: every partition of the catalog topic, read by each replica in full.
 """
 
 from __future__ import annotations
@@ -18,10 +29,21 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from shopper.codec import decode_event
 from shopper.domain.event import Event
-from shopper.domain.features.engine import ITEM, USER, FeatureEngine, Touched, unique_in_order
+from shopper.domain.features.engine import (
+    ALL_PARTS,
+    CATALOG,
+    ITEM,
+    USER,
+    FeatureEngine,
+    Touched,
+    unique_in_order,
+)
 from shopper.domain.features.spec import FeatureRow
+from shopper.errors import InvalidEvent
 from shopper.ports.event_archive import EventArchive
+from shopper.ports.event_log import EventConsumer, Record
 from shopper.ports.feature_store import FeatureLog, FeatureStore
 from shopper.services.priority import lower_this_thread
 
@@ -30,6 +52,8 @@ log = logging.getLogger(__name__)
 HANDOFF_TIMEOUT_S = 1.0  # how long the processor waits for room in a full queue
 COALESCE_BATCHES = 100  # micro-batches handled (and pushed) together at most
 ARCHIVE_FLUSH_S = 5.0  # archived events reach Parquet files at least this often
+FEED_POLL_S = 0.05  # with feeds, how long the worker waits for a handed-over batch
+FEED_MAX_RECORDS = 5000  # records taken from one feed per round at most
 
 
 @dataclass(slots=True)
@@ -40,6 +64,22 @@ class FeatureStats:
     rows_logged: int = 0
     dropped_batches: int = 0
     errors: int = 0
+    item_feed_events: int = 0
+    catalog_feed_events: int = 0
+
+
+@dataclass(slots=True)
+class FeatureFeeds:
+    """The feeds of a pipeline that shares the feature store with other replicas."""
+
+    # The item-events topic in the item-features group (keyed by item), each assigned
+    # partition read from its start: a new owner of an item rebuilds its whole history.
+    items: EventConsumer
+    catalog: EventConsumer  # the catalog topic, every partition (a group of its own)
+
+    def close(self) -> None:
+        self.items.close()
+        self.catalog.close()
 
 
 class FeaturePipeline:
@@ -52,7 +92,10 @@ class FeaturePipeline:
         served_log: FeatureLog,
         log_sample: float = 0.05,
         max_queued_batches: int = 1000,
+        open_feeds: Callable[[], FeatureFeeds] | None = None,
     ) -> None:
+        """Without `open_feeds` the pipeline sees every event through `observe` (one
+        processor process: the embedded mode); with it, see the module docstring."""
         self.archive = archive
         self.engine = FeatureEngine()
         self.stats = FeatureStats()
@@ -65,6 +108,9 @@ class FeaturePipeline:
         self._start_lock = threading.Lock()
         self._last_flush = time.monotonic()
         self._unpushed: Touched = set()
+        self._open_feeds = open_feeds
+        self._feed_rounds = 0  # rounds of the worker in which the feeds had nothing new
+        self._ready = threading.Event()
 
     def observe(self, events: Sequence[Event]) -> None:
         """Hand over a micro-batch. Waits at most `HANDOFF_TIMEOUT_S` for room; a batch
@@ -85,6 +131,14 @@ class FeaturePipeline:
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.005)
+        if self._open_feeds is not None:
+            # And until the feeds have had nothing new for two rounds of the worker.
+            self._ensure_started()
+            seen = self._feed_rounds
+            while self._feed_rounds < seen + 2:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.005)
         self.archive.flush()
         return True
 
@@ -102,6 +156,14 @@ class FeaturePipeline:
             self._store.close()
             self._store = None
 
+    def start(self, timeout: float = 120.0) -> bool:
+        """Start the worker and wait (at most `timeout`) until it has rebuilt the engine
+        from the archive and opened the feature store: opening Feast is seconds of pure
+        Python (imports), which would hold the GIL against the processor's first batches
+        if it happened once events flow. True if ready in time."""
+        self._ensure_started()
+        return self._ready.wait(timeout)
+
     def _ensure_started(self) -> None:
         with self._start_lock:
             if self._thread is None:
@@ -113,14 +175,46 @@ class FeaturePipeline:
     def _run(self) -> None:
         lower_this_thread()  # feature work is never on the page's critical path
         self._warm_up()
+        try:
+            self._connected()
+        except Exception:  # the first push tries again
+            self.stats.errors += 1
+            log.exception("could not open the feature store; retrying on the next push")
+        feeds = self._open_feeds() if self._open_feeds is not None else None
+        self._ready.set()
+        try:
+            self._work(feeds)
+        finally:
+            if feeds is not None:
+                feeds.close()
+
+    def _work(self, feeds: FeatureFeeds | None) -> None:
         stop = False
         while not stop:
-            batches = self._take()
+            batches = self._take(FEED_POLL_S if feeds is not None else None)
             stop = None in batches
             events = [e for batch in batches if batch is not None for e in batch]
             try:
-                if events:
-                    self._handle(events)
+                if feeds is None:
+                    if events:
+                        self._handle(events, {ALL_PARTS: events})
+                else:
+                    catalog = self._read(feeds.catalog)
+                    items = self._read(feeds.items)
+                    self.stats.catalog_feed_events += len(catalog)
+                    self.stats.item_feed_events += len(items)
+                    if events or catalog or items:
+                        # The catalog first: shoppers' rows look categories up in it.
+                        self._handle(
+                            events,
+                            {
+                                frozenset({CATALOG}): catalog,
+                                frozenset({USER}): events,
+                                frozenset({ITEM}): items,
+                            },
+                        )
+                    if not (catalog or items):
+                        self._feed_rounds += 1
             except Exception:  # keep going: the next batch may succeed
                 self.stats.errors += 1
                 log.exception("feature pipeline failed on %d events", len(events))
@@ -128,16 +222,25 @@ class FeaturePipeline:
                 for _ in batches:
                     self._queue.task_done()
 
-    def _take(self) -> list[list[Event] | None]:
+    def _take(self, timeout: float | None) -> list[list[Event] | None]:
         """The next batch and every batch queued behind it (up to a bound): one push for
-        all of them costs Feast's per-call overhead once, so a backlog clears quickly."""
-        batches = [self._queue.get()]
+        all of them costs Feast's per-call overhead once, so a backlog clears quickly.
+        With a `timeout`, nothing if no batch comes within it."""
+        try:
+            batches = [self._queue.get(timeout=timeout)]
+        except queue.Empty:
+            return []
         while len(batches) < COALESCE_BATCHES and batches[-1] is not None:
             try:
                 batches.append(self._queue.get_nowait())
             except queue.Empty:
                 break
         return batches
+
+    def _read(self, feed: EventConsumer) -> list[Event]:
+        """What a feed has now, decoded. Records the processor could not decode went to
+        its dead letters already; here they are only skipped."""
+        return [e for r in feed.poll(FEED_MAX_RECORDS, 0) if (e := _decoded(r)) is not None]
 
     def _warm_up(self) -> None:
         """Rebuild the engine from the archive of earlier runs, so rows computed after a
@@ -148,16 +251,21 @@ class FeaturePipeline:
             self.stats.errors += 1
             log.exception("could not read the event archive; features start from scratch")
 
-    def _handle(self, events: list[Event]) -> None:
-        self.stats.batches += 1
-        self.stats.events += len(events)
-        # The archive first: it is what training and the backfill stand on.
-        self.archive.append(events)
+    def _handle(self, events: list[Event], feeds: dict[frozenset[str], list[Event]]) -> None:
+        """Archive `events` (the handed-over ones: each event is handed over by exactly one
+        replica), fold each feed into the parts of the engine it feeds, push the rows."""
+        if events:
+            self.stats.batches += 1
+            self.stats.events += len(events)
+            # The archive first: it is what training and the backfill stand on.
+            self.archive.append(events)
         if time.monotonic() - self._last_flush > ARCHIVE_FLUSH_S:
             self.archive.flush()
             self._last_flush = time.monotonic()
         # Entities whose rows a failed push left behind are pushed again with these.
-        touched = self.engine.apply(events) | self._unpushed
+        touched = set(self._unpushed)
+        for parts, fed in feeds.items():
+            touched |= self.engine.apply(fed, parts)
         rows = self.engine.rows(touched)
         if not rows:
             return
@@ -186,6 +294,13 @@ class FeaturePipeline:
         items = [entity for kind, entity in sampled if kind == ITEM]
         rows.extend(store.read_items(items).values())
         return rows
+
+
+def _decoded(record: Record) -> Event | None:
+    try:
+        return decode_event(record.value)
+    except InvalidEvent:
+        return None
 
 
 def sampled_entity(entity_id: str, rate: float) -> bool:

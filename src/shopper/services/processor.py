@@ -13,6 +13,7 @@ from typing import Any
 
 from shopper.codec import decode_event
 from shopper.domain.event import Event, EventType, StockChange, stock_change_of
+from shopper.domain.features.engine import item_of
 from shopper.domain.item import Item
 from shopper.domain.ranking import (
     RankingParams,
@@ -24,7 +25,7 @@ from shopper.domain.recommendation import DEFAULT_VARIANT, RecommendationList, S
 from shopper.domain.segment import GLOBAL_SEGMENT, popularity_segments
 from shopper.domain.session import SessionState
 from shopper.domain.stats import percentile
-from shopper.errors import InvalidEvent
+from shopper.errors import InvalidEvent, ShopperError
 from shopper.ports.cache import ListKey, RecommendationCache
 from shopper.ports.clock import Clock
 from shopper.ports.event_log import EventConsumer, EventLog, Record
@@ -37,6 +38,11 @@ log = logging.getLogger(__name__)
 CO_OCCURRENCE_WINDOW = 5  # an interaction counts together with this many recent items
 YIELD_EVERY_S = 0.002  # re-ranking hands the GIL to page reads at least this often
 IDLE_POLL_S = 0.1  # how long one poll waits for a first record when the stream is quiet
+REPUBLISH_FLUSH_S = 10.0  # how long a batch waits for its republished item events
+
+
+class RepublishFailed(ShopperError):
+    """Republished item events were not stored: the batch must not be committed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +53,9 @@ class ProcessorSettings:
     wait_s: float = 0.05
     popular_refresh_s: float = 1.0
     transaction_events: int = 10
+    # Where item events are republished keyed by item id (for the item features of a
+    # feature store shared by several replicas); None: not republished.
+    item_events_topic: str | None = None
 
 
 @dataclass(slots=True)
@@ -114,6 +123,7 @@ class Processor:
             self._process(records)
         self._refresh_popular()
         if records:
+            self._flush_republished()
             # Commit only after the cache writes: a crash before here means redelivery,
             # and the applied-event check makes a redelivered event change nothing.
             self._consumer.commit()
@@ -148,6 +158,7 @@ class Processor:
         subjects = {e.subject for _, e in decoded if not e.is_catalog}
         sessions = self._state.sessions(subjects)
         items = self._state.items({e.item_id for _, e in decoded if e.is_catalog and e.item_id})
+        self._republish_items(decoded)
         for record, event in decoded:
             if event.event_id in done:
                 self.stats.duplicates += 1
@@ -178,6 +189,29 @@ class Processor:
             self._pending_segments.add(GLOBAL_SEGMENT)
         self._pending_segments |= batch.segments
         self._write_lists(batch.dirty, sessions)
+
+    def _republish_items(self, decoded: list[tuple[Record, Event]]) -> None:
+        """Every item event of the batch, keyed by its item, to the item-events topic.
+        Redeliveries are republished too (the feature engine drops an event it has):
+        a crash between here and the commit must not lose an item's event."""
+        topic = self._settings.item_events_topic
+        if topic is None:
+            return
+        for record, event in decoded:
+            item_id = item_of(event)
+            if item_id is not None:
+                self._log.publish(topic, item_id, record.value)
+
+    def _flush_republished(self) -> None:
+        """The offsets are committed only once the republished records are stored."""
+        if self._settings.item_events_topic is None:
+            return
+        pending = self._log.flush(REPUBLISH_FLUSH_S)
+        if pending:
+            raise RepublishFailed(
+                f"{pending} item events not stored in {self._settings.item_events_topic} "
+                f"within {REPUBLISH_FLUSH_S:.0f} s; the batch is read again"
+            )
 
     def _observe_features(self, events: list[Event]) -> None:
         """Hand the applied events to the feature store's pipeline, if there is one. Its

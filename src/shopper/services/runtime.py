@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import socket
 import sys
 import threading
@@ -62,7 +63,17 @@ def serve(config: Config, host: str, port: int, role: str) -> None:
     """Run until interrupted. `role` is api, processor, or all."""
     system = build_system(config)
     try:
+        if role in ("processor", "all") and system.features is not None:
+            # Ready before the first event: /healthz answers only once it is.
+            system.features.start()
         if role == "processor":
+            # A processor is background work: where it shares a machine with API replicas,
+            # Redis or the broker (a small deployment, the demo), the page path runs first.
+            # Its list freshness budget is tens of seconds, a page's is milliseconds.
+            os.nice(BACKGROUND_NICENESS)
+            # The GIL changes hands every 1 ms rather than 5: the feature pipeline's
+            # thread (Feast pushes) must not hold up a micro-batch by whole slices.
+            sys.setswitchinterval(0.001)
             system.start_processor()
         if role == "all":
             # The API and the processor share this process: the processor runs at a lower

@@ -31,6 +31,8 @@ C = TypeVar("C")
 
 USER = "user"
 ITEM = "item"
+CATALOG = "catalog"  # the category paths catalog records state (user rows read them)
+ALL_PARTS = frozenset({USER, ITEM, CATALOG})
 Touched = set[tuple[str, str]]  # (entity kind, entity id)
 
 
@@ -75,11 +77,18 @@ class CategoryCatalog:
     def __init__(self) -> None:
         self._stated: dict[str, list[tuple[EventKey, str]]] = {}
 
-    def add(self, event: Event) -> None:
+    def add(self, event: Event) -> bool:
+        """Record what `event` states; False if it is already recorded (a catalog record
+        can be read twice: from the archive at start-up and from the catalog topic)."""
         if event.item is None:
-            return
+            return False
         entries = self._stated.setdefault(event.item.item_id, [])
-        bisect.insort(entries, (event_key(event), " > ".join(event.item.category)))
+        entry = (event_key(event), " > ".join(event.item.category))
+        at = bisect.bisect_left(entries, entry)
+        if at < len(entries) and entries[at] == entry:
+            return False
+        entries.insert(at, entry)
+        return True
 
     def lookup(self, item_id: str, as_of: float) -> str | None:
         """The path the latest record at or before `as_of` stated ("" for none)."""
@@ -100,23 +109,30 @@ class FeatureEngine:
         self._shoppers_of: dict[str, set[str]] = {}  # item -> shoppers who touched it
         self.catalog = CategoryCatalog()
 
-    def apply(self, events: Iterable[Event]) -> Touched:
-        """Fold events in; returns the entities whose rows may have changed."""
+    def apply(self, events: Iterable[Event], parts: frozenset[str] = ALL_PARTS) -> Touched:
+        """Fold events in; returns the entities whose rows may have changed. `parts` says
+        what the events feed: shopper histories (USER), item histories (ITEM), the category
+        catalog (CATALOG). With several processor replicas each part has its own feed,
+        partitioned by its own entity (see `FeaturePipeline`); the backfill feeds all."""
         touched: Touched = set()
         for event in events:
-            if event.type is EventType.ITEM_UPSERT and event.item is not None:
-                self.catalog.add(event)
+            if (
+                CATALOG in parts
+                and event.type is EventType.ITEM_UPSERT
+                and event.item is not None
+                and self.catalog.add(event)
+            ):
                 # A catalog record can arrive after shopper events it predates; the rows
                 # of shoppers who saw the item are recomputed with the category it gives.
                 touched |= self._shoppers_seeing(event.item.item_id, event.ts)
-            subject = user_of(event)
+            subject = user_of(event) if USER in parts else None
             if subject is not None:
                 log = self._users.setdefault(subject, EntityLog(UserCarry(), [], []))
                 if log.add(event):
                     touched.add((USER, subject))
                 if event.item_id is not None:
                     self._shoppers_of.setdefault(event.item_id, set()).add(subject)
-            item_id = item_of(event)
+            item_id = item_of(event) if ITEM in parts else None
             if item_id is not None:
                 item_log = self._items.setdefault(item_id, EntityLog(ItemCarry(), [], []))
                 if item_log.add(event):
