@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,7 +72,10 @@ class System:
 
     def processor_stats(self) -> dict[str, Any]:
         """The summed counters of this process's processors."""
-        return summarize_stats([r.processor.stats for r in self.runners])
+        stats = summarize_stats([r.processor.stats for r in self.runners])
+        if self.features is not None:
+            stats["features"] = dataclasses.asdict(self.features.stats)
+        return stats
 
     def processor(self) -> Processor:
         """A new member of the processor consumer group."""

@@ -59,3 +59,29 @@ def test_demo_replays_a_real_data_set(tmp_path: Path) -> None:
     _assert_sound(report)
     assert report["traffic"] == "rees46-multicategory-2019oct-head"
     assert report["items_withdrawn_after_last_purchase"] > 0
+
+
+@pytest.mark.kafka
+@pytest.mark.redis
+def test_demo_with_feast_on_redis_leaves_no_key_behind(
+    tmp_path: Path, kafka_broker: str, redis_url: str
+) -> None:
+    """Feast's Redis keys end with the Feast project, not shopper's key prefix: the run
+    has a project of its own, and its keys go with the rest."""
+    import redis
+
+    config = load_config(
+        {},
+        data_dir=tmp_path,
+        stream_url=f"kafka://{kafka_broker}",
+        cache_url=redis_url,
+        group_session_timeout_s=2.0,
+        feature_store="feast",
+    )
+    client = redis.Redis.from_url(redis_url)
+    before = set(client.scan_iter(count=1000))
+    report = run_demo(config, DemoOptions(shoppers=30, progress=False))
+    _assert_sound(report)
+    assert report["features"]["rows_pushed"] > 0
+    assert set(client.scan_iter(count=1000)) == before
+    client.close()

@@ -78,12 +78,18 @@ def _own_namespace(config: Config) -> Config:
     if config.stream_url.startswith("memory") and not _on_redis(config):
         return config
     run = f"demo-{uuid.uuid4().hex[:8]}"
-    return config.model_copy(
-        update={
-            "topic_prefix": f"{config.topic_prefix}{run}.",
-            "redis_key_prefix": f"{config.redis_key_prefix}{run}:",
-        }
-    )
+    update = {
+        "topic_prefix": f"{config.topic_prefix}{run}.",
+        "redis_key_prefix": f"{config.redis_key_prefix}{run}:",
+    }
+    if _feast_on_redis(config):
+        # Feast's Redis keys end with the project's name, not shopper's prefix.
+        update["feature_project"] = f"{config.feature_project}_{run.replace('-', '_')}"
+    return config.model_copy(update=update)
+
+
+def _feast_on_redis(config: Config) -> bool:
+    return config.feature_store == "feast" and _on_redis(config)
 
 
 def _on_redis(config: Config) -> bool:
@@ -199,6 +205,8 @@ def _delete_run_keys(config: Config) -> None:
     client = redis.Redis.from_url(config.cache_url)
     try:
         keys = list(client.scan_iter(match=f"{config.redis_key_prefix}*", count=1000))
+        if _feast_on_redis(config):
+            keys += client.scan_iter(match=f"*{config.feature_project}", count=1000)
         for start in range(0, len(keys), 1000):
             client.unlink(*keys[start : start + 1000])
     finally:
@@ -270,6 +278,8 @@ def _report(
         "fallback_share": round(1 - personalized, 4),
         "source_counts": dict(s.sources),
     }
+    if "features" in stats:
+        report["features"] = stats["features"]  # the feature pipeline's counters
     if isinstance(traffic, ShopSimulator):
         summary = traffic.summary
         report["flash_sale"] = {
