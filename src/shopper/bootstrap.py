@@ -162,6 +162,7 @@ def _event_log(config: Config) -> EventLog:
             spool_max_kbytes=config.spool_max_kbytes,
             spool_timeout_s=config.spool_timeout_s,
             session_timeout_s=config.group_session_timeout_s,
+            spool_dir=config.data_dir / "spool",
         )
         topics = [
             config.events_topic,

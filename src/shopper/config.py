@@ -25,11 +25,19 @@ class Config(BaseModel):
     topic_prefix: str = "shopper."
     partitions: int = Field(4, ge=1)
     spool_max_events: int = Field(
-        100_000, ge=1, description="events held locally while the broker is away (Kafka)"
+        100_000, ge=1, description="events held in memory while the broker is away (Kafka)"
     )
-    spool_max_kbytes: int = Field(262_144, ge=1, description="size bound of that spool, in KiB")
+    spool_max_kbytes: int = Field(
+        262_144,
+        ge=1,
+        description="size bound of that spool, in KiB; also of each process's disk spool "
+        "(data_dir/spool), where undelivered events wait to be sent again",
+    )
     spool_timeout_s: float = Field(
-        86_400.0, ge=0, description="how long a spooled event waits for the broker; 0: forever"
+        86_400.0,
+        ge=0,
+        description="how long an event waits in memory for the broker before it moves to "
+        "the disk spool; 0: forever",
     )
     group_session_timeout_s: float = Field(
         10.0, gt=0, description="a silent processor loses its partitions after this (Kafka)"

@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -212,19 +213,77 @@ def test_a_broker_outage_spools_events_then_answers_429_and_delivers_on_return(
             accepted = spool_until_full(shop)
             broker.enter_context(tansu_broker(port))
             wait_for("spooled events applied", lambda: shop.applied() == len(accepted))
-            c = system.config
-            reader = system.event_log.subscribe([c.events_topic], c.topic_prefix + "audit")
-            try:
-                delivered = read_all(reader, len(accepted))
-            finally:
-                reader.close()
-            events = [json.loads(r.value)["event_id"] for r in delivered]
+            events = delivered_event_ids(system, len(accepted))
             assert sorted(events) == sorted(accepted), "each accepted event delivered once"
             shop.accept(view("after", "c", user_id="me"))  # the spool has room again
             wait_for("the next event applied", lambda: shop.applied() == len(accepted) + 1)
     finally:
         system.close()  # while the broker is still up, so the consumer leaves cleanly
         broker.close()
+
+
+def test_events_accepted_in_an_outage_survive_a_restart_of_the_api(
+    kafka_prefix: str, tmp_path: Path
+) -> None:
+    """The API stops while the broker is still away: the events it accepted wait in the
+    disk spool, and the next process on that data folder delivers them once it is back."""
+    port = free_port()  # nothing listens here until the broker is started below
+    address = f"127.0.0.1:{port}"
+    accepted = [view(f"down-{n}", "a", user_id="me") for n in range(6)]
+    first = kafka_system(address, kafka_prefix, data_dir=tmp_path)
+    try:
+        with open_shop(first) as shop:
+            shop.accept(*accepted)
+    finally:
+        first.close()  # the broker never came: the spool goes to disk
+    assert list((tmp_path / "spool").glob("*.spool")), "nothing kept on disk"
+    with tansu_broker(port):
+        second = kafka_system(address, kafka_prefix, data_dir=tmp_path)
+        try:
+            events = delivered_event_ids(second, len(accepted))
+            assert sorted(events) == sorted(e["event_id"] for e in accepted)
+            wait_for(
+                "the spool file removed", lambda: not list((tmp_path / "spool").glob("*.spool"))
+            )
+        finally:
+            second.close()
+
+
+def test_events_past_the_spool_timeout_wait_on_disk_and_are_sent_on_return(
+    kafka_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shopper.adapters import kafka_event_log
+
+    monkeypatch.setattr(kafka_event_log, "RESEND_EVERY_S", 0.2)
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    system = kafka_system(address, kafka_prefix, data_dir=tmp_path, spool_timeout_s=0.5)
+    log = system.event_log
+    assert isinstance(log, kafka_event_log.KafkaEventLog)
+    try:
+        with open_shop(system) as shop:
+            shop.accept(*[view(f"late-{n}", "a", user_id="me") for n in range(4)])
+            wait_for(
+                "the timed-out events kept on disk",
+                lambda: log.flush(0.1) == 0 and log.spooled == 4,
+            )
+            assert log.failed == 0
+            with tansu_broker(port):
+                wait_for("the events sent again", lambda: log.resent == 4)
+                assert sorted(delivered_event_ids(system, 4)) == [f"late-{n}" for n in range(4)]
+                system.close()
+    finally:
+        system.close()
+
+
+def delivered_event_ids(system: System, want: int) -> list[str]:
+    """The event ids on the events topic, read by a group of the test's own."""
+    c = system.config
+    reader = system.event_log.subscribe([c.events_topic], c.topic_prefix + "audit")
+    try:
+        return [json.loads(r.value)["event_id"] for r in read_all(reader, want)]
+    finally:
+        reader.close()
 
 
 def spool_until_full(shop: ShopHttp) -> list[str]:

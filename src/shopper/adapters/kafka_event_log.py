@@ -1,5 +1,11 @@
 """Kafka event log on confluent-kafka: keyed topics, a local spool, consumer groups.
 
+The spool is the producer's buffer in memory (bounded; full: `SpoolFull`, the API's 429)
+backed by a disk spool (`disk_spool.py`) for what it could not deliver: records the
+broker did not take within `spool_timeout_s`, and whatever is still waiting when the
+process stops. Those are sent again, by this process or the next one on that folder,
+once the broker is back: an accepted event survives an outage and a restart in it.
+
 Delivery is at least once: a consumer commits only what the processor has written, and a
 record that was polled but not committed is read again by whoever owns its partition next.
 Effects are made idempotent downstream (by event id), so no transactions are needed.
@@ -12,8 +18,10 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from shopper.adapters.disk_spool import DiskSpool, SpooledRecord
 from shopper.errors import ConfigError, MissingExtra, SpoolFull
 from shopper.ports.event_log import Record
 
@@ -37,6 +45,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 9092
 _RETRY_MIN_S, _RETRY_MAX_S = 0.25, 2.0  # topic creation while the broker is away
+RESEND_EVERY_S = 10.0  # how often the disk spool is looked at for records to send again
+_CLOSE_REPORTS_S = 2.0  # at close, how long purged records' reports are waited for
 # Commit failures that only mean "your partitions moved": the new owner reads the records
 # again from the last commit, and their effects are idempotent.
 _LOST_TO_REBALANCE = {
@@ -78,6 +88,8 @@ class KafkaSettings:
     spool_timeout_s: float = 86_400.0  # 0 waits forever
     session_timeout_s: float = 10.0
     client_id: str = "shopper"
+    # Where undelivered records wait on disk (None: nowhere, they are lost and counted).
+    spool_dir: Path | None = None
 
 
 class KafkaEventLog:
@@ -90,7 +102,21 @@ class KafkaEventLog:
         self._topics.require(topics)
         self._producer = _producer(settings)
         self._closed = False
-        self.failed = 0  # records the broker never took (spool timeout, fatal errors)
+        self.failed = 0  # records the broker never took and the disk spool did not keep
+        self.spooled = 0  # records the broker never took, kept in the disk spool
+        self.resent = 0  # records sent again from the disk spool
+        self._disk = (
+            DiskSpool(settings.spool_dir, settings.spool_max_kbytes * 1024)
+            if settings.spool_dir is not None
+            else None
+        )
+        self._stop = threading.Event()
+        self._resender: threading.Thread | None = None
+        if self._disk is not None:
+            self._resender = threading.Thread(
+                target=self._resend_loop, name="shopper-resend", daemon=True
+            )
+            self._resender.start()
 
     def publish(self, topic: str, key: str, value: bytes) -> None:
         """Queue one record in the local spool; it is sent in the background."""
@@ -108,6 +134,8 @@ class KafkaEventLog:
         self._producer.poll(0)
 
     def flush(self, timeout: float = 5.0) -> int:
+        if self._closed:  # what was left went to the disk spool (or was counted failed)
+            return 0
         return self._producer.flush(timeout)
 
     def subscribe(
@@ -118,27 +146,87 @@ class KafkaEventLog:
         return KafkaConsumer(self._topics, config, list(topics), from_start)
 
     def close(self) -> None:
-        """Stop without waiting: records still in the spool are dropped (call `flush` first)."""
+        """Stop without waiting for the broker: records still in the spool go to the disk
+        spool (without one they are dropped; call `flush` first)."""
         if self._closed:
             return
         self._closed = True
+        self._stop.set()
+        if self._resender is not None:
+            self._resender.join(10)
         self._topics.close()
         left = self._producer.flush(0)
         if left:
-            log.warning("closing the Kafka producer with %d records never delivered", left)
+            where = "the disk spool" if self._disk is not None else "nowhere: dropped"
+            log.warning(
+                "closing the Kafka producer with %d records undelivered: to %s", left, where
+            )
             self._producer.purge()
+            # Purged records come back through their delivery reports.
+            self._producer.flush(_CLOSE_REPORTS_S)
+        if self._disk is not None:
+            self._disk.close()
         self._producer.close()
 
     def _produce(self, topic: str, key: str, value: bytes) -> None:
         self._producer.produce(topic, value, key.encode(), on_delivery=self._delivered)
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            self.failed += 1
-            if self.failed == 1 or self.failed % 1000 == 0:  # a dropped spool fails by the 1000
-                log.error(
-                    "%d records not delivered; latest to %s: %s", self.failed, msg.topic(), err
+        if err is None:
+            return
+        record = SpooledRecord(msg.topic() or "", msg.key() or b"", msg.value() or b"")
+        if self._disk is not None and self._disk.append(record):
+            self.spooled += 1
+            if self.spooled == 1 or self.spooled % 1000 == 0:
+                log.warning(
+                    "%d records kept in the disk spool to send again; latest to %s: %s",
+                    self.spooled,
+                    record.topic,
+                    err,
                 )
+            return
+        self.failed += 1
+        if self.failed == 1 or self.failed % 1000 == 0:  # a dropped spool fails by the 1000
+            log.error("%d records not delivered; latest to %s: %s", self.failed, record.topic, err)
+
+    def _resend_loop(self) -> None:
+        """Send the disk spool's records again: at start (what an earlier process left),
+        then every `RESEND_EVERY_S` (what this one could not deliver meanwhile)."""
+        assert self._disk is not None
+        while not self._stop.is_set():
+            try:
+                self._disk.rotate()
+                for path, records in self._disk.take_orphans():
+                    if not self._resend(records):
+                        break  # the broker is away again: next round
+                    self._disk.discard(path)
+                    self.resent += len(records)
+                    log.info("sent %d records again from %s", len(records), path.name)
+            except Exception:
+                log.exception("resending the disk spool failed; trying again later")
+            self._stop.wait(RESEND_EVERY_S)
+
+    def _resend(self, records: list[SpooledRecord]) -> bool:
+        """Publish them and wait until the broker has them all (or give up when stopping)."""
+        topics = sorted({r.topic for r in records})
+        self._topics.require(topics)
+        while not self._topics.wait(topics, 1.0):
+            if self._stop.is_set():
+                return False
+        for record in records:
+            while True:
+                try:
+                    self._produce(record.topic, record.key.decode(errors="replace"), record.value)
+                    break
+                except BufferError:  # the spool in memory is full: let it drain
+                    self._producer.poll(0.1)
+                    if self._stop.is_set():
+                        return False
+        while self._producer.flush(1.0):
+            if self._stop.is_set():
+                return False
+        # A record that failed again went back to the disk spool through its report.
+        return True
 
 
 class KafkaConsumer:
