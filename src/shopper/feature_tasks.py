@@ -22,7 +22,7 @@ from shopper.bootstrap import (
 )
 from shopper.config import Config
 from shopper.services.feature_backfill import BackfillProgress, BackfillResult, backfill
-from shopper.services.skew import check_skew, online_sample
+from shopper.services.skew import EventCounts, check_skew, online_sample
 
 
 def feature_config(config: Config) -> Config:
@@ -66,10 +66,11 @@ def run_skew_check(
         if refresh_offline:
             with _progress(show_progress, "backfill: events") as tick:
                 backfill(archive, store, tick)
-        served = build_feature_log(config).read()
-        served = random.Random(seed).sample(served, min(sample, len(served)))
-        online = online_sample(store, archive.read(), sample, seed)
-        return check_skew(store, {"served": served, "online": online}).to_dict()
+        log = build_feature_log(config).read()
+        served = random.Random(seed).sample(log, min(sample, len(log)))
+        events = list(archive.read())
+        online = online_sample(store, events, sample, seed)
+        return check_skew(store, served, online, EventCounts(events)).to_dict()
     finally:
         store.close()
 

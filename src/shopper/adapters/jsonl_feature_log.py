@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from shopper.domain.features.spec import VIEWS, Dtype, FeatureRow, FeatureValue
+from shopper.ports.feature_store import ServedRow
 
 
 class JsonlFeatureLog:
@@ -21,7 +22,7 @@ class JsonlFeatureLog:
         self._file = folder / f"served-{uuid.uuid4().hex[:12]}.jsonl"
         self._lock = threading.Lock()
 
-    def append(self, rows: Sequence[FeatureRow]) -> None:
+    def append(self, rows: Sequence[ServedRow]) -> None:
         if not rows:
             return
         lines = "".join(json.dumps(_encode(r), separators=(",", ":")) + "\n" for r in rows)
@@ -30,20 +31,27 @@ class JsonlFeatureLog:
             with self._file.open("a", encoding="utf-8") as fh:
                 fh.write(lines)
 
-    def read(self) -> list[FeatureRow]:
-        rows: list[FeatureRow] = []
+    def read(self) -> list[ServedRow]:
+        rows: list[ServedRow] = []
         for path in sorted(self._folder.glob("served-*.jsonl")):
             with path.open(encoding="utf-8") as fh:
                 rows.extend(_decode(json.loads(line)) for line in fh if line.strip())
         return rows
 
 
-def _encode(row: FeatureRow) -> dict[str, Any]:
+def _encode(served: ServedRow) -> dict[str, Any]:
+    row = served.row
     values = {k: list(v) if isinstance(v, tuple) else v for k, v in row.values.items()}
-    return {"view": row.view, "entity_id": row.entity_id, "as_of": row.as_of, "values": values}
+    return {
+        "view": row.view,
+        "entity_id": row.entity_id,
+        "as_of": row.as_of,
+        "values": values,
+        "events_seen": served.events_seen,
+    }
 
 
-def _decode(data: dict[str, Any]) -> FeatureRow:
+def _decode(data: dict[str, Any]) -> ServedRow:
     spec = VIEWS[data["view"]]
     types = {f.name: f.dtype for f in spec.features}
     values: dict[str, FeatureValue] = {}
@@ -54,4 +62,5 @@ def _decode(data: dict[str, Any]) -> FeatureRow:
         elif dtype is Dtype.FLOAT64 and value is not None:
             value = float(value)
         values[name] = value
-    return FeatureRow(data["view"], data["entity_id"], float(data["as_of"]), values)
+    row = FeatureRow(data["view"], data["entity_id"], float(data["as_of"]), values)
+    return ServedRow(row, data.get("events_seen"))  # absent in logs of older versions

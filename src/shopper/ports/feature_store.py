@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from shopper.domain.event import Event
@@ -48,9 +49,21 @@ class FeatureSink(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class ServedRow:
+    """A feature row as the online path served it, with how many of the entity's events
+    it was computed from (those inside the view's horizon up to the row's time; None if
+    not known). Fewer than training counts for that time means events arrived late."""
+
+    row: FeatureRow
+    events_seen: int | None = None
+
+
 class FeatureLog(Protocol):
     """Feature rows the online path served (sampled), for the skew check."""
 
-    def append(self, rows: Sequence[FeatureRow]) -> None: ...
+    def append(self, rows: Sequence[ServedRow]) -> None: ...
 
-    def read(self) -> list[FeatureRow]: ...
+    def read(self) -> list[ServedRow]:
+        """Every row logged, in the order each writer wrote them."""
+        ...

@@ -44,7 +44,7 @@ from shopper.domain.features.spec import FeatureRow
 from shopper.errors import InvalidEvent
 from shopper.ports.event_archive import EventArchive
 from shopper.ports.event_log import EventConsumer, Record
-from shopper.ports.feature_store import FeatureLog, FeatureStore
+from shopper.ports.feature_store import FeatureLog, FeatureStore, ServedRow
 from shopper.services.priority import lower_this_thread
 
 log = logging.getLogger(__name__)
@@ -283,17 +283,24 @@ class FeaturePipeline:
             self._store = self.open_store()
         return self._store
 
-    def _read_back(self, store: FeatureStore, touched: Touched) -> list[FeatureRow]:
+    def _read_back(self, store: FeatureStore, touched: Touched) -> list[ServedRow]:
         """Read a sample of the entities through the online read path, as a model would
-        be given them: the rows that were really served."""
+        be given them: the rows that were really served, with the number of events the
+        engine computed them from (when the row read is the one it computed)."""
         sampled = sorted(e for e in touched if sampled_entity(e[1], self._log_sample))
-        rows: list[FeatureRow] = []
+        served: list[ServedRow] = []
         for kind, entity in sampled:
             if kind == USER:
-                rows.extend(store.read_user(entity).values())
+                served += [self._served(USER, r) for r in store.read_user(entity).values()]
         items = [entity for kind, entity in sampled if kind == ITEM]
-        rows.extend(store.read_items(items).values())
-        return rows
+        served += [self._served(ITEM, r) for r in store.read_items(items).values()]
+        return served
+
+    def _served(self, kind: str, row: FeatureRow) -> ServedRow:
+        kept = self.engine.events_kept(kind, row.entity_id)
+        if kept is None or kept[0] != row.as_of:
+            return ServedRow(row)  # another writer's row (a replica's), not this engine's
+        return ServedRow(row, kept[1])
 
 
 def _decoded(record: Record) -> Event | None:

@@ -7,6 +7,7 @@ feature. Floats compare exactly: both sides run the same functions on the same e
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from collections.abc import Iterable, Sequence
@@ -14,9 +15,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from shopper.domain.event import Event
-from shopper.domain.features.engine import item_of, user_of
-from shopper.domain.features.spec import VIEWS, FeatureRow, FeatureValue
-from shopper.ports.feature_store import FeatureStore
+from shopper.domain.features.engine import ITEM, USER, item_of, unique_in_order, user_of
+from shopper.domain.features.spec import PRODUCT_STATS, VIEWS, FeatureRow, FeatureValue
+from shopper.domain.features.window import ITEM_HORIZON, USER_HORIZON
+from shopper.ports.feature_store import FeatureStore, ServedRow
 
 EXAMPLES = 10  # mismatches quoted in a report
 
@@ -35,13 +37,22 @@ class Mismatch:
 class SkewReport:
     checked: int = 0
     mismatches: int = 0  # rows with a differing feature, or with no offline row at all
+    # Of those, served rows computed from fewer events than training sees for their time:
+    # events that arrived after the row was served (late data, not a definition's fault).
+    late: int = 0
     missing_offline: int = 0
     by_feature: dict[str, int] = field(default_factory=dict)  # "view:feature" -> rows
     sources: dict[str, int] = field(default_factory=dict)  # "served" / "online" -> rows
     examples: list[Mismatch] = field(default_factory=list)
 
+    @property
+    def unexplained(self) -> int:
+        """Mismatches that late events do not explain: a definition differs (real skew)."""
+        return self.mismatches - self.late
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        out["unexplained"] = self.unexplained
         out["examples"] = [
             {**asdict(m), "online": _jsonable(m.online), "offline": _jsonable(m.offline)}
             for m in self.examples
@@ -49,17 +60,49 @@ class SkewReport:
         return out
 
 
-def check_skew(store: FeatureStore, observed: dict[str, Sequence[FeatureRow]]) -> SkewReport:
-    """Compare online rows, grouped by where they came from ("served", "online"), with
-    the offline store's point-in-time rows for the same entity and time."""
-    report = SkewReport(sources={source: len(rows) for source, rows in observed.items()})
-    rows = [row for source_rows in observed.values() for row in source_rows]
-    for view in sorted({row.view for row in rows}):
-        view_rows = [row for row in rows if row.view == view]
+class EventCounts:
+    """How many events of each entity training sees inside a view's horizon up to a
+    time: what a served row should have been computed from."""
+
+    def __init__(self, events: Iterable[Event]) -> None:
+        times: dict[tuple[str, str], list[float]] = {}
+        for event in unique_in_order(events):
+            if (subject := user_of(event)) is not None:
+                times.setdefault((USER, subject), []).append(event.ts)
+            if (item := item_of(event)) is not None:
+                times.setdefault((ITEM, item), []).append(event.ts)
+        self._times = times  # sorted: unique_in_order sorts by time
+
+    def within_horizon(self, view: str, entity_id: str, as_of: float) -> int:
+        kind, horizon = (ITEM, ITEM_HORIZON) if view == PRODUCT_STATS.name else (USER, USER_HORIZON)
+        times = self._times.get((kind, entity_id), [])
+        return bisect.bisect_right(times, as_of) - bisect.bisect_right(
+            times, as_of - horizon.seconds
+        )
+
+
+def check_skew(
+    store: FeatureStore,
+    served: Sequence[ServedRow],
+    online: Sequence[FeatureRow],
+    counts: EventCounts | None = None,
+) -> SkewReport:
+    """Compare served rows and current online rows with the offline store's
+    point-in-time rows for the same entity and time. With `counts` (training's events),
+    a served row that was computed from fewer events than training sees for its time is
+    `late`: events arrived after it was served, so its difference says nothing of the
+    definitions."""
+    report = SkewReport(sources={"served": len(served), "online": len(online)})
+    tagged = [(s.row, s.events_seen) for s in served] + [(row, None) for row in online]
+    for view in sorted({row.view for row, _ in tagged}):
+        view_rows = [(row, seen) for row, seen in tagged if row.view == view]
         report.by_feature.update({f"{view}:{name}": 0 for name in VIEWS[view].feature_names})
-        offline = store.historical(view, [(r.entity_id, r.as_of) for r in view_rows])
-        for online_row, offline_row in zip(view_rows, offline, strict=True):
-            _compare(report, online_row, offline_row)
+        offline = store.historical(view, [(r.entity_id, r.as_of) for r, _ in view_rows])
+        for (online_row, seen), offline_row in zip(view_rows, offline, strict=True):
+            if _compare(report, online_row, offline_row) or seen is None or counts is None:
+                continue
+            if seen < counts.within_horizon(view, online_row.entity_id, online_row.as_of):
+                report.late += 1
     return report
 
 
@@ -89,19 +132,24 @@ def same_value(a: FeatureValue, b: FeatureValue) -> bool:
     return type(a) is type(b) and a == b
 
 
-def _compare(report: SkewReport, online: FeatureRow, offline: FeatureRow | None) -> None:
-    report.checked += 1
-    if offline is None:
-        report.mismatches += 1
-        report.missing_offline += 1
-        return
-    differing = [
+def _differing(online: FeatureRow, offline: FeatureRow) -> list[str]:
+    return [
         name
         for name in VIEWS[online.view].feature_names
         if not same_value(online.values.get(name), offline.values.get(name))
     ]
+
+
+def _compare(report: SkewReport, online: FeatureRow, offline: FeatureRow | None) -> bool:
+    """Count the row in; True if it matches."""
+    report.checked += 1
+    if offline is None:
+        report.mismatches += 1
+        report.missing_offline += 1
+        return False
+    differing = _differing(online, offline)
     if not differing:
-        return
+        return True
     report.mismatches += 1
     for name in differing:
         report.by_feature[f"{online.view}:{name}"] += 1
@@ -116,6 +164,7 @@ def _compare(report: SkewReport, online: FeatureRow, offline: FeatureRow | None)
                     offline.values.get(name),
                 )
             )
+    return False
 
 
 def _jsonable(value: FeatureValue) -> Any:

@@ -144,6 +144,12 @@ class FeatureEngine:
                 self._items[entity].prune(ITEM_HORIZON.seconds, fold_item)
         return touched
 
+    def events_kept(self, kind: str, entity: str) -> tuple[float, int] | None:
+        """(as_of, number of events) of the entity's rows as computed now: the events
+        inside its horizon up to its latest one. None for an entity never seen."""
+        log = (self._users if kind == USER else self._items).get(entity)
+        return (log.latest, len(log.events)) if log is not None else None
+
     def rows(self, touched: Iterable[tuple[str, str]]) -> list[FeatureRow]:
         """Every view's row for these entities, as of each entity's latest event."""
         out: list[FeatureRow] = []
