@@ -27,7 +27,8 @@ from shopper.errors import ShopperError
 from shopper.services.runtime import free_port
 
 DRAIN_TIMEOUT_S = 60.0
-SERVER_START_TIMEOUT_S = 30.0
+SERVER_START_TIMEOUT_S = 90.0  # with the feature store on, it opens Feast first
+FIRST_EVENT_TIMEOUT_S = 30.0  # from a live server to the warm-up event applied
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,11 +122,11 @@ def _wait_until_live(shop: ShopClient, ops: ShopClient) -> None:
             }
         ]
     )
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    deadline = time.monotonic() + FIRST_EVENT_TIMEOUT_S
     while ops.processor_stats()["applied"] < 1:
         if time.monotonic() > deadline:
             raise ShopperError(
-                f"the processor took in no event within {SERVER_START_TIMEOUT_S:.0f} s: is the "
+                f"the processor took in no event within {FIRST_EVENT_TIMEOUT_S:.0f} s: is the "
                 "stream reachable? The processes' logs are demo-*.log in the data folder"
             )
         time.sleep(0.05)
