@@ -71,8 +71,10 @@ class System:
         return {"stream": _scheme(self.config.stream_url), "cache": _scheme(self.config.cache_url)}
 
     def processor_stats(self) -> dict[str, Any]:
-        """The summed counters of this process's processors."""
+        """The summed counters of this process's processors, of its stream producer
+        (`stream`) and of its feature pipeline (`features`, when on)."""
         stats = summarize_stats([r.processor.stats for r in self.runners])
+        stats["stream"] = self.event_log.delivery_stats()
         if self.features is not None:
             stats["features"] = dataclasses.asdict(self.features.stats)
         return stats

@@ -86,6 +86,14 @@ class KafkaEventLog:
             return 0
         return self._producer.flush(timeout)
 
+    def delivery_stats(self) -> dict[str, int]:
+        return {
+            "waiting": 0 if self._closed else len(self._producer),
+            "kept_on_disk": self.spooled,
+            "sent_again": self.resent,
+            "lost": self.failed,
+        }
+
     def subscribe(
         self, topics: Sequence[str], group: str, from_start: bool = False
     ) -> KafkaConsumer:

@@ -44,6 +44,12 @@ class EventLog(Protocol):
         """Wait for published records to be stored; returns how many are still pending."""
         ...
 
+    def delivery_stats(self) -> dict[str, int]:
+        """Counters of published records the log has not stored (yet): `waiting` in
+        memory, `kept_on_disk` after the broker did not take them, `sent_again` from
+        disk, `lost` (neither delivered nor kept)."""
+        ...
+
     def subscribe(
         self, topics: Sequence[str], group: str, from_start: bool = False
     ) -> EventConsumer:
