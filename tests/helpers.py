@@ -45,6 +45,26 @@ class ShopHttp:
         body: dict[str, Any] = response.json()
         return body
 
+    def post_crowd(self) -> int:
+        """A catalog (a-e, in stock), shoppers who viewed a then b, and more who viewed c
+        then d (so c and d are more popular: b leads a list only as a's neighbour).
+        Returns how many events that was."""
+        items = [{"item_id": i, "title": i.upper(), "stock": 10} for i in "abcde"]
+        assert self.http.put("/v1/catalog/items", json=items).status_code == 202
+        events = []
+        for n in range(3):
+            events += [
+                view(f"ab{n}-a", "a", user_id=f"o{n}"),
+                view(f"ab{n}-b", "b", user_id=f"o{n}"),
+            ]
+        for n in range(5):
+            events += [
+                view(f"cd{n}-c", "c", user_id=f"p{n}"),
+                view(f"cd{n}-d", "d", user_id=f"p{n}"),
+            ]
+        self.accept(*events)
+        return len(items) + len(events)
+
     def applied(self) -> int:
         """Events the processors of this process have applied so far."""
         return sum(r.processor.stats.applied for r in self.system.runners)

@@ -75,17 +75,7 @@ def shop_on_manual_clock(clock: ManualClock) -> Iterator[Shop]:
 
 
 def crowd(shop: Shop) -> None:
-    """A catalog, and other shoppers who viewed a then b; c and d are more popular, so
-    b leads a list only because it is a's neighbour."""
-    items = [{"item_id": i, "title": i.upper(), "stock": 10} for i in "abcde"]
-    assert shop.http.put("/v1/catalog/items", json=items).status_code == 202
-    events = []
-    for n in range(3):
-        events += [view(f"ab{n}-a", "a", user_id=f"o{n}"), view(f"ab{n}-b", "b", user_id=f"o{n}")]
-    for n in range(5):
-        events += [view(f"cd{n}-c", "c", user_id=f"p{n}"), view(f"cd{n}-d", "d", user_id=f"p{n}")]
-    shop.accept(*events)
-    shop.wait_applied(len(items) + len(events))
+    shop.wait_applied(shop.post_crowd())
 
 
 def test_posted_events_change_the_users_list(shop: Shop) -> None:

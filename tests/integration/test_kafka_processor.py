@@ -76,16 +76,7 @@ def wait_for(what: str, done: Callable[[], bool], timeout: float = WAIT_S) -> No
 
 
 def crowd(shop: ShopHttp) -> int:
-    """A catalog, and shoppers who viewed a then b. Returns how many events that was."""
-    items = [{"item_id": i, "title": i.upper(), "stock": 10} for i in "abcde"]
-    assert shop.http.put("/v1/catalog/items", json=items).status_code == 202
-    events = []
-    for n in range(3):
-        events += [view(f"ab{n}-a", "a", user_id=f"o{n}"), view(f"ab{n}-b", "b", user_id=f"o{n}")]
-    for n in range(5):
-        events += [view(f"cd{n}-c", "c", user_id=f"p{n}"), view(f"cd{n}-d", "d", user_id=f"p{n}")]
-    shop.accept(*events)
-    total = len(items) + len(events)
+    total = shop.post_crowd()
     wait_for(f"{total} events applied", lambda: shop.applied() >= total)
     return total
 
