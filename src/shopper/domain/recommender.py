@@ -1,0 +1,227 @@
+"""Scoring one shopper with a trained model: the ranking code that serves and that
+`shopper evaluate` measures (one implementation, called by both).
+
+A shopper's profile is what the model saw of them in training plus what they did since
+(live session events), decayed by age. Their tier picks a blend of component scores;
+items the shop must not show (sold out, in the cart, already bought where the shop
+says so, viewed this session unless asked, the item on the page) are dropped, and so
+is every item without a positive score: no list is padded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from shopper.domain.model import (
+    COLLABORATIVE,
+    Blend,
+    IntArray,
+    RankingModel,
+    Repurchase,
+    Vector,
+    decay,
+    scaled,
+)
+from shopper.domain.recommendation import ScoredItem
+from shopper.domain.tier import LEAD_MODEL, Tier, tier_of
+
+BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
+class LiveInteraction:
+    """One interaction the model has not seen: `weight` is its interest (by event type)."""
+
+    item_id: str
+    weight: float
+    ts: float
+    purchase: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """A shopper as the model sees them, at one moment."""
+
+    items: IntArray  # distinct known items they touched
+    interest: Vector  # decayed interest in each
+    bought: Vector  # decayed purchases of each (their own history)
+    interactions: int
+    segments: tuple[str, ...] = ()
+    hidden: frozenset[int] = field(default_factory=frozenset)  # cart, bought, viewed...
+
+    @property
+    def tier_count(self) -> int:
+        return self.interactions
+
+
+@dataclass(frozen=True, slots=True)
+class Ranked:
+    items: list[ScoredItem]
+    tier: Tier
+    model: str  # the tier's lead model, as recorded on the list
+
+
+def build_profile(
+    model: RankingModel,
+    subject: str | None,
+    now: float,
+    live: Iterable[LiveInteraction] = (),
+    live_count: int = 0,
+    segments: Iterable[str] = (),
+    cart: Iterable[str] = (),
+    viewed: Iterable[str] = (),
+    reshow_viewed: bool = False,
+) -> Profile:
+    """Trained history of `subject` (if the model knows them) merged with live events.
+
+    Live interactions up to the model's `trained_until` are already in the trained
+    history of a known shopper and are not counted twice; `live_count` is how many
+    interactions happened since (it moves the tier)."""
+    settings = model.settings
+    interest: dict[int, float] = {}
+    bought: dict[int, float] = {}
+    count = live_count
+    known = model.histories.row(subject) if subject else None
+    segs = list(segments)
+    if known is not None:
+        h = model.histories
+        ages = now - h.last_ts[known]
+        rows = h.items[known]
+        # Repeats saturate: the tenth purchase of an item says less than the first.
+        decayed = np.log1p(h.interest[known]) * decay(ages, settings.interest_half_life_s)
+        own = h.bought[known] * decay(ages, settings.own_half_life_s)
+        for j, w, b in zip(rows.tolist(), decayed.tolist(), own.tolist(), strict=True):
+            interest[j] = w
+            bought[j] = b
+        i = h.subjects[subject]  # type: ignore[index]
+        count += int(h.interactions[i])
+        if not segs and h.segments:
+            segs = list(h.segments[i])
+    for it in live:
+        j = model.index.get(it.item_id)
+        if j is None or (known is not None and it.ts <= model.trained_until):
+            continue
+        age = now - it.ts
+        fresh = np.log1p(it.weight) * decay(age, settings.interest_half_life_s)
+        interest[j] = interest.get(j, 0.0) + fresh
+        if it.purchase:
+            bought[j] = bought.get(j, 0.0) + decay(age, settings.own_half_life_s)
+    hidden = {model.index[i] for i in cart if i in model.index}
+    if settings.repurchase is Repurchase.EXCLUDE:
+        hidden |= {j for j, b in bought.items() if b > 0}
+    if not reshow_viewed:
+        hidden |= {model.index[i] for i in viewed if i in model.index}
+    items = np.fromiter(interest, dtype=np.int32, count=len(interest))
+    return Profile(
+        items=items,
+        interest=np.array([interest[j] for j in items.tolist()], dtype=np.float64),
+        bought=np.array([bought.get(j, 0.0) for j in items.tolist()], dtype=np.float64),
+        interactions=count,
+        segments=tuple(segs),
+        hidden=frozenset(hidden),
+    )
+
+
+def component_scores(
+    model: RankingModel, profile: Profile, names: Iterable[str]
+) -> dict[str, Vector]:
+    """Each named component's scores over the catalog, scaled to a maximum of 1."""
+    n = model.n_items
+    out: dict[str, Vector] = {}
+    for name in names:
+        if name == "popularity":
+            raw = model.popularity.scores(profile.segments)
+        elif name == "content":
+            raw = model.content.spread(profile.items, profile.interest, n)
+        elif name in model.neighbours:
+            raw = model.neighbours[name].spread(profile.items, profile.interest, n)
+        elif name == "als" and model.factors is not None:
+            raw = model.factors.scores(profile.items, profile.interest)
+        elif name == "own":
+            raw = np.zeros(n)
+            np.add.at(raw, profile.items, profile.bought)
+        else:
+            raw = np.zeros(n)
+        out[name] = scaled(raw)
+    return out
+
+
+def blend_scores(
+    components: Mapping[str, Vector], blend: Blend, young: BoolArray | None = None
+) -> Vector:
+    """The weighted sum of component scores. Young items without behaviour are scored by
+    content alone, with the blend's whole weight, until they have behaviour."""
+    active = blend.active()
+    total = np.zeros_like(next(iter(components.values())))
+    for name, w in active:
+        total += w * components[name]
+    if young is not None and young.any() and "content" in components:
+        total[young] = sum(w for _, w in active) * components["content"][young]
+    return total
+
+
+def young_items(model: RankingModel, now: float) -> BoolArray:
+    """Items listed less than `new_item_hours` ago that had no behaviour in training."""
+    age_h = (now - model.listed_at) / 3600.0
+    fresh = np.nan_to_num(age_h, nan=np.inf) < model.settings.new_item_hours
+    return np.asarray(fresh & ~model.has_behaviour)
+
+
+def recommend(
+    model: RankingModel,
+    profile: Profile,
+    k: int,
+    now: float,
+    unavailable: Collection[str] = (),
+    blend: Blend | None = None,
+) -> Ranked:
+    """The shopper's top `k` by their tier's blend (or the `blend` given, to measure one
+    model alone); nothing hidden, nothing scored 0."""
+    tier = tier_of(profile.interactions, model.settings.thresholds)
+    blend = blend or model.blends[tier]
+    names = [name for name, _ in blend.active()]
+    if "content" not in names:
+        names.append("content")  # young items are scored by it
+    scores = blend_scores(
+        component_scores(model, profile, names), blend, young_items(model, now)
+    )
+    return Ranked(top_k(model, scores, k, profile.hidden, unavailable), tier, lead_of(tier, blend))
+
+
+def top_k(
+    model: RankingModel,
+    scores: Vector,
+    k: int,
+    hidden: Collection[int] = (),
+    unavailable: Collection[str] = (),
+) -> list[ScoredItem]:
+    """The k best positive scores, skipping hidden positions and unavailable ids."""
+    scores = scores.copy()
+    if hidden:
+        scores[np.fromiter(hidden, dtype=np.int64)] = 0.0
+    blocked = [model.index[i] for i in unavailable if i in model.index]
+    if blocked:
+        scores[blocked] = 0.0
+    positive = int((scores > 0).sum())
+    take = min(k, positive)
+    if take == 0:
+        return []
+    top = np.argpartition(-scores, take - 1)[:take]
+    top = top[np.lexsort((top, -scores[top]))]
+    top_score = float(scores[top[0]])
+    return [ScoredItem(model.item_ids[j], round(float(scores[j]) / top_score, 6)) for j in top]
+
+
+def lead_of(tier: Tier, blend: Blend) -> str:
+    """Which model made the list: the tier's lead, or the heaviest component if the
+    tuned blend gave the lead no weight."""
+    lead = LEAD_MODEL[tier]
+    weights = dict(blend.active())
+    names = COLLABORATIVE if lead == "collaborative" else (lead,)
+    if any(weights.get(n, 0) > 0 for n in names):
+        return lead
+    return max(weights, key=lambda n: weights[n]) if weights else lead

@@ -1,0 +1,163 @@
+"""Offline evaluation: recall@K, NDCG@K, MRR and catalog coverage, overall and per tier,
+of lists made by the serving code (`domain.recommender.recommend`), never a copy of it.
+
+Protocol (docs/evaluation.md): events before the split train the models (which tune
+themselves on a validation window carved from those events); a test shopper's relevant
+items are what they bought in the test window (`exclude`: only items they had not
+bought before; `allow`: repeats count too). Their history is what the model saw.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from shopper.domain.model import Blend, RankingModel, Repurchase
+from shopper.domain.recommender import Ranked, build_profile, recommend
+from shopper.domain.tier import Tier
+from shopper.training.data import Interactions
+
+DAY_S = 86_400.0
+MIN_TARGET_SHOPPERS = 20
+
+
+@dataclass(frozen=True)
+class Target:
+    """One shopper to predict for: their relevant items and the context they came in."""
+
+    subject: str
+    relevant: frozenset[str]
+    segments: tuple[str, ...] = ()
+
+
+@dataclass
+class Scores:
+    """Sums of per-shopper metrics; `summary` turns them into means."""
+
+    n: int = 0
+    recall: float = 0.0
+    ndcg: float = 0.0
+    mrr: float = 0.0
+    recall_sq: float = 0.0
+    shown: set[str] = field(default_factory=set)
+
+    def add(self, ranked: list[str], relevant: frozenset[str], k: int) -> None:
+        hits = [i for i, item in enumerate(ranked[:k]) if item in relevant]
+        recall = len(hits) / len(relevant)
+        self.n += 1
+        self.recall += recall
+        self.recall_sq += recall * recall
+        ideal = sum(1 / math.log2(i + 2) for i in range(min(len(relevant), k)))
+        self.ndcg += sum(1 / math.log2(i + 2) for i in hits) / ideal
+        self.mrr += 1 / (hits[0] + 1) if hits else 0.0
+        self.shown.update(ranked[:k])
+
+    def summary(self, n_items: int) -> dict[str, float]:
+        if self.n == 0:
+            return {"users": 0, "recall": 0.0, "ndcg": 0.0, "mrr": 0.0, "coverage": 0.0}
+        mean = self.recall / self.n
+        var = max(self.recall_sq / self.n - mean * mean, 0.0)
+        return {
+            "users": self.n,
+            "recall": round(mean, 4),
+            "recall_se": round(math.sqrt(var / self.n), 4),
+            "ndcg": round(self.ndcg / self.n, 4),
+            "mrr": round(self.mrr / self.n, 4),
+            "coverage": round(len(self.shown) / max(n_items, 1), 4),
+        }
+
+
+def target_types(window: pd.DataFrame) -> set[str]:
+    """What counts as relevant: purchases when enough shoppers bought in the window, else
+    carts and purchases, else every interaction (short logs of views)."""
+    for types in ({"purchase"}, {"purchase", "add_to_cart"}):
+        if window[window.type.isin(types)].subject.nunique() >= MIN_TARGET_SHOPPERS:
+            return types
+    return set(window.type.unique())
+
+
+def targets(
+    train: Interactions, window: pd.DataFrame, repurchase: Repurchase
+) -> list[Target]:
+    """Test shoppers with their relevant items (known catalog items only)."""
+    types = target_types(window)
+    hits = window[window.type.isin(types)]
+    known = set(train.catalog.item_id) | set(train.events.item_id)
+    bought_before = (
+        train.events[train.events.purchase].groupby("subject").item_id.agg(set).to_dict()
+    )
+    first = window.sort_values("ts").groupby("subject")[["country", "device", "referrer"]].first()
+    out = []
+    for subject, items in hits.groupby("subject").item_id:
+        relevant = set(items) & known
+        if repurchase is Repurchase.EXCLUDE:
+            relevant -= bought_before.get(subject, set())
+        if relevant:
+            ctx = first.loc[subject] if subject in first.index else None
+            segs = tuple(
+                f"{dim}:{str(ctx[dim]).lower()}"
+                for dim in ("country", "device", "referrer")
+                if ctx is not None and isinstance(ctx[dim], str) and ctx[dim]
+            )
+            out.append(Target(str(subject), frozenset(relevant), segs))
+    return sorted(out, key=lambda t: t.subject)
+
+
+Recommender = Callable[[RankingModel, Target, int], Ranked]
+
+
+def served(blend: Blend | None = None) -> Recommender:
+    """Lists as the processor writes them (the tier's blend), or one `blend` alone."""
+
+    def run(model: RankingModel, target: Target, k: int) -> Ranked:
+        now = model.trained_until
+        profile = build_profile(model, target.subject, now, segments=target.segments)
+        return recommend(model, profile, k, now, blend=blend)
+
+    return run
+
+
+def measure(
+    model: RankingModel, tests: Iterable[Target], k: int, recommender: Recommender
+) -> dict[str, dict[str, float]]:
+    """Metrics overall and per tier (the tier the shopper is in when the list is made)."""
+    overall = Scores()
+    tiers = {t: Scores() for t in Tier}
+    for target in tests:
+        ranked = recommender(model, target, k)
+        ids = [s.item_id for s in ranked.items]
+        overall.add(ids, target.relevant, k)
+        tiers[ranked.tier].add(ids, target.relevant, k)
+    n = model.n_items
+    return {"overall": overall.summary(n)} | {t.value: s.summary(n) for t, s in tiers.items()}
+
+
+SINGLE_MODELS: Mapping[str, Mapping[str, float]] = {
+    "popularity": {"popularity": 1.0},
+    "content": {"content": 1.0},
+    "ease": {"ease": 1.0},
+    "itemknn": {"itemknn": 1.0},
+    "als": {"als": 1.0},
+    "own_history": {"own": 1.0},
+}
+
+
+def time_split(data: Interactions, days: float) -> tuple[Interactions, pd.DataFrame, float]:
+    """Train on everything before the last `days`, test on those days."""
+    _, end = data.span
+    cut = end - days * DAY_S + 1e-6
+    return data.before(cut), data.between(cut, end + 1), cut
+
+
+def random_split(
+    data: Interactions, share: float = 0.2, seed: int = 0
+) -> tuple[Interactions, pd.DataFrame]:
+    """A random `share` of events held out (ignores time: optimistic, for comparison)."""
+    rng = np.random.default_rng(seed)
+    held = rng.random(len(data.events)) < share
+    train = Interactions(data.events[~held], data.catalog)
+    return train, data.events[held]
