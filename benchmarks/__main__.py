@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from benchmarks import cache as cache_bench
+from benchmarks import models as models_bench
 from benchmarks import processor as processor_bench
 from shopper.bootstrap import build_system
 from shopper.config import load_config
@@ -39,6 +40,7 @@ def main() -> None:
         results["redis_list_bytes"] = _list_bytes(redis_url)
         results["processor"] = processor_bench.run(kafka, redis_url)
         results.update(_feature_store())
+        results["models"] = models_bench.run()
     print(json.dumps(results, indent=2))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from shopper.ports.clock import Clock
 from shopper.ports.event_archive import EventArchive
 from shopper.ports.event_log import EventLog
 from shopper.ports.feature_store import FeatureLog, FeatureStore
+from shopper.ports.model_store import ModelStore
 from shopper.ports.processor_state import ProcessorState
 from shopper.services.feature_pipeline import FeatureFeeds, FeaturePipeline
 from shopper.services.ingest import EventIngest
@@ -33,6 +35,7 @@ from shopper.services.processor import (
     ProcessorSettings,
     summarize_stats,
 )
+from shopper.services.ranking import RankingSettings, RankingStage, RankingStats
 from shopper.services.serving import RecommendationReader
 
 
@@ -52,6 +55,7 @@ class System:
     features: FeaturePipeline | None = None  # shared by this process's processors
     # Whether processors of other processes share the stream (Kafka, or a shared log).
     replicated: bool = False
+    models: ModelStore | None = None  # trained model versions; None: the baseline ranker
 
     def app(self) -> FastAPI:
         return create_app(
@@ -77,6 +81,7 @@ class System:
         stats["stream"] = self.event_log.delivery_stats()
         if self.features is not None:
             stats["features"] = dataclasses.asdict(self.features.stats)
+        stats["ranking"] = ranking_stats([r.processor.ranking.stats for r in self.runners])
         return stats
 
     def processor(self) -> Processor:
@@ -94,8 +99,23 @@ class System:
                 c.item_events_topic if self.features is not None and self.replicated else None
             ),
         )
+        ranking = RankingStage(
+            self.state,
+            self.cache,
+            self.clock,
+            RankingSettings(c.list_size, c.reshow_viewed, c.model_poll_s, c.trending_weight),
+            self.models,
+        )
+        ranking.refresh_model(force=True)
         return Processor(
-            consumer, self.event_log, self.state, self.cache, self.clock, settings, self.features
+            consumer,
+            self.event_log,
+            self.state,
+            self.cache,
+            self.clock,
+            settings,
+            self.features,
+            ranking,
         )
 
     def start_processor(self, niceness: int = 0) -> ProcessorRunner:
@@ -120,10 +140,14 @@ class System:
 
 
 def build_system(
-    config: Config, clock: Clock | None = None, shared_log: EventLog | None = None
+    config: Config,
+    clock: Clock | None = None,
+    shared_log: EventLog | None = None,
+    models: ModelStore | None = None,
 ) -> System:
     """The process's system. `shared_log`: a stream other systems use too (tests run
-    processor replicas in one process with it); by default, the configured one."""
+    processor replicas in one process with it); by default, the configured one.
+    `models`: the model store (by default the folder `config.models_folder`)."""
     clock = clock or SystemClock()
     replicated = shared_log is not None or _scheme(config.stream_url) != "memory"
     event_log = shared_log or _event_log(config)
@@ -145,7 +169,32 @@ def build_system(
         features=features,
         closers=closers,
         replicated=replicated,
+        models=models if models is not None else _model_store(config),
     )
+
+
+def _model_store(config: Config) -> ModelStore:
+    from shopper.adapters.folder_model_store import FolderModelStore
+
+    return FolderModelStore(config.models_folder)
+
+
+def ranking_stats(all_stats: list[RankingStats]) -> dict[str, Any]:
+    """Lists written per tier and per model (shares of all), and the model served."""
+    tiers: Counter[str] = Counter()
+    models: Counter[str] = Counter()
+    for st in all_stats:
+        tiers.update(st.tiers)
+        models.update(st.models)
+    total = sum(tiers.values()) or 1
+    versions = sorted({st.model_version for st in all_stats if st.model_version})
+    return {
+        "model_versions": versions,
+        "lists_by_tier": dict(tiers),
+        "lists_by_model": dict(models),
+        "tier_share": {t: round(n / total, 4) for t, n in tiers.items()},
+        "trending_items": sum(st.trending for st in all_stats),
+    }
 
 
 def _event_log(config: Config) -> EventLog:

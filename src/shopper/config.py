@@ -85,6 +85,44 @@ class Config(BaseModel):
         0.05, ge=0, le=1, description="share of entities whose served feature rows are logged"
     )
 
+    model_dir: Path | None = Field(
+        None,
+        description="where trained model versions are kept (default data_dir/models); "
+        "processor replicas share it",
+    )
+    model_poll_s: float = Field(
+        5.0, gt=0, description="how often a processor looks for a newly promoted model"
+    )
+    repurchase: Literal["exclude", "allow"] = Field(
+        "exclude",
+        description="exclude: never recommend what a shopper bought (durable goods); allow: "
+        "their own purchases may come back, boosted as training learned (consumables)",
+    )
+    trending_weight: float = Field(
+        0.3,
+        ge=0,
+        description="how much a trending item (live popularity far above its "
+        "trained popularity) is lifted, as a share of a list's top score; 0: off",
+    )
+    reshow_viewed: bool = Field(
+        False, description="let items viewed this session back into the top of the list"
+    )
+    tier_few_from: int = Field(
+        1, ge=1, description="interactions from which a shopper gets content-based lists"
+    )
+    tier_many_from: int = Field(
+        10, ge=1, description="interactions from which a shopper gets collaborative filtering"
+    )
+    new_item_hours: float = Field(
+        72.0,
+        ge=0,
+        description="items younger than this are scored content-based until they have behaviour",
+    )
+
+    @property
+    def models_folder(self) -> Path:
+        return self.model_dir or self.data_dir / "models"
+
     @property
     def events_topic(self) -> str:
         return f"{self.topic_prefix}events"

@@ -87,8 +87,9 @@ def test_short_list_is_topped_up_from_popularity_without_duplicates() -> None:
     chosen = choose_list(page(fresh, None, (segment, overall)), k=5)
     assert chosen is not None
     assert chosen.item_ids() == ["a", "b", "s1", "g1", "g2"]
-    # Top-ups were not scored for this shopper and never outrank a personal pick.
-    assert [s.score for s in chosen.items] == [0.9, 0.5, 0.0, 0.0, 0.0]
+    # Top-ups were scored by popularity, not for this shopper: below every personal pick,
+    # in popularity order, and never 0 (no list is padded with unscored items).
+    assert [s.score for s in chosen.items] == [0.9, 0.5, 0.225, 0.2, 0.175]
     assert chosen.source is Source.PERSONALIZED
 
 

@@ -132,7 +132,9 @@ def encode_list(ranked: RecommendationList, written_at: float) -> bytes:
     )
     scores = struct.pack(f"<{n}f", *(s.score for s in ranked.items))
     ids = b"".join(_prefixed(s.item_id.encode()) for s in ranked.items)
-    return b"".join((header, variant, list_id, scores, ids))
+    # Who made it trails the items: the page script reads only up to the last item.
+    made_by = f"{ranked.tier}\x00{ranked.model}".encode() if ranked.tier or ranked.model else b""
+    return b"".join((header, variant, list_id, scores, ids, made_by))
 
 
 def decode_list(blob: bytes) -> RecommendationList:
@@ -156,7 +158,10 @@ def decode_list(blob: bytes) -> RecommendationList:
             pos += 2
         items.append(ScoredItem(blob[pos : pos + length].decode(), score))
         pos += length
-    return RecommendationList(tuple(items), variant, _SOURCES[source], generated_at, list_id)
+    tier, _, model = blob[pos:].decode().partition("\x00")
+    return RecommendationList(
+        tuple(items), variant, _SOURCES[source], generated_at, list_id, tier, model
+    )
 
 
 def _prefixed(raw: bytes) -> bytes:

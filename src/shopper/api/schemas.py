@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from shopper.domain.recommendation import RecommendationList
 
@@ -21,6 +21,16 @@ class RecommendationsOut(BaseModel):
     source: str
     generated_at: datetime
     list_id: str
+    tier: str = Field(
+        "",
+        description="the shopper's tier when the list was made: anonymous, "
+        "1-9 or 10+ ('' for popular lists)",
+    )
+    model: str = Field(
+        "",
+        description="the model that made it: popularity, content, "
+        "collaborative, or baseline (no trained model yet)",
+    )
 
 
 def recommendations_body(ranked: RecommendationList, k: int) -> dict[str, Any]:
@@ -32,6 +42,8 @@ def recommendations_body(ranked: RecommendationList, k: int) -> dict[str, Any]:
         "source": ranked.source.value,
         "generated_at": datetime.fromtimestamp(ranked.generated_at, UTC).isoformat(),
         "list_id": ranked.list_id,
+        "tier": ranked.tier,
+        "model": ranked.model,
     }
 
 

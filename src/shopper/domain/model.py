@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from shopper.domain.tier import Tier, TierThresholds
+from shopper.domain.tier import DEFAULT_THRESHOLDS, Tier, TierThresholds
 
 Vector = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int32]
@@ -37,12 +37,18 @@ COMPONENTS = ("popularity", "content", "ease", "itemknn", "als", "own")
 COLLABORATIVE = ("ease", "itemknn", "als")
 
 
-@dataclass(frozen=True, slots=True)
+# eq=False: numpy arrays have no single truth value; compare fields instead.
+@dataclass(frozen=True, slots=True, eq=False)
 class Neighbours:
     """The top-N most similar items of each item, -1 padded: a precomputed candidate set."""
 
     index: IntArray  # (n_items, N)
     weight: FloatArray  # (n_items, N)
+
+    @classmethod
+    def empty(cls, n_items: int) -> Neighbours:
+        """No neighbours for any item (a model that could not be fitted)."""
+        return cls(np.full((n_items, 1), -1, np.int32), np.zeros((n_items, 1), np.float32))
 
     def spread(self, items: IntArray, strengths: Vector, n_items: int) -> Vector:
         """Sum over the given items of their neighbours' similarity times the item's strength."""
@@ -51,7 +57,7 @@ class Neighbours:
         idx = self.index[items]
         weights = self.weight[items] * strengths[:, None]
         mask = idx >= 0
-        return np.bincount(idx[mask], weights=weights[mask], minlength=n_items)
+        return np.bincount(idx[mask], weights=weights[mask], minlength=n_items).astype(np.float64)
 
     def of(self, item: int, n: int) -> list[tuple[int, float]]:
         """One item's neighbours, best first."""
@@ -59,7 +65,8 @@ class Neighbours:
         return [(j, w) for j, w in row if j >= 0 and w > 0][:n]
 
 
-@dataclass(frozen=True, slots=True)
+# eq=False: numpy arrays have no single truth value; compare fields instead.
+@dataclass(frozen=True, slots=True, eq=False)
 class Factors:
     """Implicit-feedback matrix factorisation (ALS): item factors and what folding a
     shopper in needs, so a shopper's vector comes from their current history, not a stale
@@ -84,7 +91,8 @@ class Factors:
         return np.asarray(self.items @ self.fold_in(items, strengths), dtype=np.float64)
 
 
-@dataclass(frozen=True, slots=True)
+# eq=False: numpy arrays have no single truth value; compare fields instead.
+@dataclass(frozen=True, slots=True, eq=False)
 class Popularity:
     """Time-decayed popularity as of training, globally and per segment (`country:gb`,
     `device:mobile`, `referrer:email`, `hour:18-23`), each scaled to a maximum of 1."""
@@ -111,7 +119,8 @@ class Blend:
         return [(name, w) for name, w in self.weights.items() if w > 0]
 
 
-@dataclass(frozen=True, slots=True)
+# eq=False: numpy arrays have no single truth value; compare fields instead.
+@dataclass(frozen=True, slots=True, eq=False)
 class Histories:
     """What each trained shopper did before the model's data ended, as CSR rows:
     per (shopper, item) the summed interest, purchases, and the last time."""
@@ -137,13 +146,14 @@ class ModelSettings:
     """How profiles are built and lists filtered; fixed at training, tuned where marked."""
 
     repurchase: Repurchase = Repurchase.EXCLUDE
-    thresholds: TierThresholds = TierThresholds()
+    thresholds: TierThresholds = DEFAULT_THRESHOLDS
     interest_half_life_s: float = 30 * DAY_S  # tuned
     own_half_life_s: float = 30 * DAY_S  # tuned
     new_item_hours: float = 72.0
 
 
-@dataclass(frozen=True, slots=True)
+# eq=False: numpy arrays have no single truth value; compare fields instead.
+@dataclass(frozen=True, slots=True, eq=False)
 class RankingModel:
     """Everything the trainer fitted, indexed by item position in `item_ids`."""
 
@@ -160,11 +170,10 @@ class RankingModel:
     settings: ModelSettings = ModelSettings()
     trained_until: float = 0.0  # the newest event the model saw
     metadata: Mapping[str, Any] = field(default_factory=dict)
-    index: Mapping[str, int] = field(default_factory=dict)
+    index: Mapping[str, int] = field(init=False, repr=False)  # item id -> position
 
     def __post_init__(self) -> None:
-        if not self.index:
-            object.__setattr__(self, "index", {item: i for i, item in enumerate(self.item_ids)})
+        object.__setattr__(self, "index", {item: i for i, item in enumerate(self.item_ids)})
 
     @property
     def n_items(self) -> int:

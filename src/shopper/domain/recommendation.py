@@ -29,6 +29,9 @@ class RecommendationList:
     source: Source
     generated_at: float
     list_id: str
+    # Which tier the shopper was in and which model made the list ("" for popular lists).
+    tier: str = ""
+    model: str = ""
 
     def item_ids(self) -> list[str]:
         return [s.item_id for s in self.items]
@@ -72,12 +75,15 @@ def _top_up(
 ) -> RecommendationList:
     items = list(chosen.items[:k])
     seen = {s.item_id for s in items}
+    # A top-up was scored by popularity, not for this shopper: it ranks below every pick
+    # (half the lowest pick's score, times its own popularity). Nothing without a score
+    # of its own pads a list.
+    scale = 0.5 * min((s.score for s in items), default=2.0)
     for fallback in fallbacks:
         for s in fallback.items:
             if len(items) >= k:
                 break
-            if s.item_id not in seen:
+            if s.item_id not in seen and s.score > 0:
                 seen.add(s.item_id)
-                # Score 0: a top-up was not scored for this shopper and never outranks a pick.
-                items.append(ScoredItem(s.item_id, 0.0))
+                items.append(ScoredItem(s.item_id, round(scale * s.score, 6)))
     return replace(chosen, items=tuple(items))

@@ -79,40 +79,53 @@ def build_profile(
     """Trained history of `subject` (if the model knows them) merged with live events.
 
     Live interactions up to the model's `trained_until` are already in the trained
-    history of a known shopper and are not counted twice; `live_count` is how many
-    interactions happened since (it moves the tier)."""
+    history of a known shopper and are not counted twice. `live_count` is how many
+    interactions the shopper made live (it moves the tier; for a known shopper only the
+    live ones after `trained_until` add to the trained count). Ages count back from the
+    shopper's latest interaction (at most `now`): what matters is the order of their
+    interests, and a shopper back after a year (or a replay of old data) must not decay
+    to nothing."""
     settings = model.settings
-    interest: dict[int, float] = {}
-    bought: dict[int, float] = {}
+    # (item position, interest, purchases, time) per interaction or trained pair
+    entries: list[tuple[int, float, float, float]] = []
     count = live_count
     known = model.histories.row(subject) if subject else None
     segs = list(segments)
     if known is not None:
         h = model.histories
-        ages = now - h.last_ts[known]
-        rows = h.items[known]
-        # Repeats saturate: the tenth purchase of an item says less than the first.
-        decayed = np.log1p(h.interest[known]) * decay(ages, settings.interest_half_life_s)
-        own = h.bought[known] * decay(ages, settings.own_half_life_s)
-        for j, w, b in zip(rows.tolist(), decayed.tolist(), own.tolist(), strict=True):
-            interest[j] = w
-            bought[j] = b
+        entries += zip(
+            h.items[known].tolist(),
+            h.interest[known].tolist(),
+            h.bought[known].tolist(),
+            h.last_ts[known].tolist(),
+            strict=True,
+        )
         i = h.subjects[subject]  # type: ignore[index]
         count += int(h.interactions[i])
         if not segs and h.segments:
             segs = list(h.segments[i])
+    since = 0
     for it in live:
         j = model.index.get(it.item_id)
-        if j is None or (known is not None and it.ts <= model.trained_until):
-            continue
-        age = now - it.ts
-        fresh = np.log1p(it.weight) * decay(age, settings.interest_half_life_s)
-        interest[j] = interest.get(j, 0.0) + fresh
-        if it.purchase:
-            bought[j] = bought.get(j, 0.0) + decay(age, settings.own_half_life_s)
+        if j is not None and (known is None or it.ts > model.trained_until):
+            entries.append((j, it.weight, 1.0 if it.purchase else 0.0, it.ts))
+            since += 1
+    if known is not None:
+        # Their live count includes what training saw: only what came after counts again.
+        count += since - live_count
+    reference = min(now, max((e[3] for e in entries), default=now))
+    interest: dict[int, float] = {}
+    bought: dict[int, float] = {}
+    for j, weight, purchases, ts in entries:
+        age = reference - ts
+        # Repeats saturate: the tenth purchase of an item says less than the first.
+        strength = float(np.log1p(weight)) * decay(age, settings.interest_half_life_s)
+        interest[j] = interest.get(j, 0.0) + strength
+        if purchases > 0:
+            bought[j] = bought.get(j, 0.0) + purchases * decay(age, settings.own_half_life_s)
     hidden = {model.index[i] for i in cart if i in model.index}
     if settings.repurchase is Repurchase.EXCLUDE:
-        hidden |= {j for j, b in bought.items() if b > 0}
+        hidden |= set(bought)
     if not reshow_viewed:
         hidden |= {model.index[i] for i in viewed if i in model.index}
     items = np.fromiter(interest, dtype=np.int32, count=len(interest))
@@ -178,17 +191,23 @@ def recommend(
     now: float,
     unavailable: Collection[str] = (),
     blend: Blend | None = None,
+    boost: Mapping[str, float] | None = None,
 ) -> Ranked:
     """The shopper's top `k` by their tier's blend (or the `blend` given, to measure one
-    model alone); nothing hidden, nothing scored 0."""
+    model alone); nothing hidden, nothing scored 0. `boost`: live signals the model could
+    not know (trending items), each a share of the blend's whole weight."""
     tier = tier_of(profile.interactions, model.settings.thresholds)
     blend = blend or model.blends[tier]
     names = [name for name, _ in blend.active()]
     if "content" not in names:
         names.append("content")  # young items are scored by it
-    scores = blend_scores(
-        component_scores(model, profile, names), blend, young_items(model, now)
-    )
+    scores = blend_scores(component_scores(model, profile, names), blend, young_items(model, now))
+    if boost:
+        total = sum(w for _, w in blend.active())
+        for item, share in boost.items():
+            j = model.index.get(item)
+            if j is not None:
+                scores[j] += share * total
     return Ranked(top_k(model, scores, k, profile.hidden, unavailable), tier, lead_of(tier, blend))
 
 
@@ -213,7 +232,9 @@ def top_k(
     top = np.argpartition(-scores, take - 1)[:take]
     top = top[np.lexsort((top, -scores[top]))]
     top_score = float(scores[top[0]])
-    return [ScoredItem(model.item_ids[j], round(float(scores[j]) / top_score, 6)) for j in top]
+    ranked = [ScoredItem(model.item_ids[j], round(float(scores[j]) / top_score, 6)) for j in top]
+    # A score too small to survive the rounding is no score: a list is never padded with 0s.
+    return [s for s in ranked if s.score > 0]
 
 
 def lead_of(tier: Tier, blend: Blend) -> str:

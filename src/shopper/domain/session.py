@@ -30,6 +30,31 @@ class SessionState:
     country: str | None = None
     device: str | None = None
     last_seen: float = 0.0
+    linked: list[str] = field(default_factory=list)  # anonymous sessions joined at sign-in
+
+    def join(self, session_id: str, anonymous: SessionState | None) -> bool:
+        """Sign-in: the anonymous session's history, cart and purchases join this user's,
+        once per session id. Returns whether the session was new to this user."""
+        if session_id in self.linked:
+            return False
+        self.linked = [*self.linked[-(RECENT_LIMIT - 1) :], session_id]
+        if anonymous is None or anonymous.interactions == 0:
+            return True
+        merged = sorted([*self.recent, *anonymous.recent], key=lambda i: i.ts)
+        self.recent = merged[-RECENT_LIMIT:]
+        for item, quantity in anonymous.cart.items():
+            self.cart[item] = self.cart.get(item, 0) + quantity
+        for item in anonymous.purchased:
+            if item not in self.purchased:
+                self.purchased.append(item)
+        self.purchased = self.purchased[-RECENT_LIMIT:]
+        for item, ms in anonymous.dwell_ms.items():
+            self.dwell_ms[item] = self.dwell_ms.get(item, 0) + ms
+        self.interactions += anonymous.interactions
+        self.country = self.country or anonymous.country
+        self.device = self.device or anonymous.device
+        self.last_seen = max(self.last_seen, anonymous.last_seen)
+        return True
 
     def apply(self, event: Event) -> str | None:
         """Fold one event in. Returns the item this shopper showed interest in, if any."""
@@ -74,6 +99,7 @@ class SessionState:
             "country": self.country,
             "device": self.device,
             "last_seen": self.last_seen,
+            "linked": self.linked,
         }
 
     @classmethod
@@ -88,6 +114,7 @@ class SessionState:
             country=data.get("country"),
             device=data.get("device"),
             last_seen=float(data["last_seen"]),
+            linked=[str(s) for s in data.get("linked", [])],
         )
 
 

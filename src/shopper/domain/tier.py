@@ -36,7 +36,10 @@ class TierThresholds:
             raise ValueError("tier thresholds need 1 <= few_from <= many_from")
 
 
-def tier_of(interactions: int, thresholds: TierThresholds = TierThresholds()) -> Tier:
+DEFAULT_THRESHOLDS = TierThresholds()
+
+
+def tier_of(interactions: int, thresholds: TierThresholds = DEFAULT_THRESHOLDS) -> Tier:
     """The tier of a shopper with this many interactions (views, carts, purchases...)."""
     if interactions >= thresholds.many_from:
         return Tier.MANY

@@ -6,37 +6,31 @@ import json
 import logging
 import threading
 import time
-import uuid
 from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shopper.codec import decode_event
-from shopper.domain.event import Event, EventType, StockChange, stock_change_of
+from shopper.domain.event import Event, EventType, StockChange, stock_change_of, subject_key
 from shopper.domain.features.engine import item_of
 from shopper.domain.item import Item
-from shopper.domain.ranking import (
-    RankingParams,
-    rerank_with_session,
-    session_strengths,
-    top_popular,
-)
+from shopper.domain.ranking import top_popular
 from shopper.domain.recommendation import DEFAULT_VARIANT, RecommendationList, Source
 from shopper.domain.segment import GLOBAL_SEGMENT, popularity_segments
 from shopper.domain.session import SessionState
 from shopper.domain.stats import percentile
 from shopper.errors import InvalidEvent, ShopperError
-from shopper.ports.cache import ListKey, RecommendationCache
+from shopper.ports.cache import RecommendationCache
 from shopper.ports.clock import Clock
 from shopper.ports.event_log import EventConsumer, EventLog, Record
 from shopper.ports.feature_store import FeatureSink
 from shopper.ports.processor_state import ProcessorState, StateChanges
 from shopper.services.priority import lower_this_thread
+from shopper.services.ranking import RankingSettings, RankingStage
 
 log = logging.getLogger(__name__)
 
 CO_OCCURRENCE_WINDOW = 5  # an interaction counts together with this many recent items
-YIELD_EVERY_S = 0.002  # re-ranking hands the GIL to page reads at least this often
 IDLE_POLL_S = 0.1  # how long one poll waits for a first record when the stream is quiet
 REPUBLISH_FLUSH_S = 10.0  # how long a batch waits for its republished item events
 
@@ -103,18 +97,26 @@ class Processor:
         clock: Clock,
         settings: ProcessorSettings,
         features: FeatureSink | None = None,
+        ranking: RankingStage | None = None,
     ) -> None:
         self._consumer = consumer
+        self._ranking = ranking or RankingStage(
+            state, cache, clock, RankingSettings(list_size=settings.list_size)
+        )
         self._features = features
         self._log = event_log
         self._state = state
         self._cache = cache
         self._clock = clock
         self._settings = settings
-        self._params = RankingParams(k=settings.list_size)
         self._pending_segments: set[str] = {GLOBAL_SEGMENT}
         self._last_popular = 0.0
+        self._model_loads = 0
         self.stats = ProcessorStats()
+
+    @property
+    def ranking(self) -> RankingStage:
+        return self._ranking
 
     def run_once(self) -> int:
         """Poll one micro-batch, apply it, write lists, then commit. Returns records read."""
@@ -156,6 +158,12 @@ class Processor:
         done = self._state.applied([e.event_id for _, e in decoded])
         batch = _Batch()
         subjects = {e.subject for _, e in decoded if not e.is_catalog}
+        # A signed-in event's session may have a history of its own, to join the user's.
+        subjects |= {
+            subject_key(None, e.session_id)
+            for _, e in decoded
+            if e.user_id and e.session_id and not e.is_catalog
+        }
         sessions = self._state.sessions(subjects)
         items = self._state.items({e.item_id for _, e in decoded if e.is_catalog and e.item_id})
         self._republish_items(decoded)
@@ -173,6 +181,7 @@ class Processor:
             if event.is_catalog:
                 self._apply_catalog(event, items, batch)
             else:
+                self._sign_in(event, sessions)
                 self._apply_shopper(event, sessions[event.subject], batch)
                 batch.dirty.setdefault(event.subject, record.timestamp)
                 batch.changes.sessions[event.subject] = sessions[event.subject]
@@ -268,6 +277,14 @@ class Processor:
         if (change := stock_change_of(event)) is not None:
             batch.stock.append(change)
 
+    def _sign_in(self, event: Event, sessions: dict[str, SessionState]) -> None:
+        """An event with a user and a session first seen together: the anonymous session's
+        history, cart and purchases join the user's (once; see `SessionState.join`)."""
+        if not (event.user_id and event.session_id):
+            return
+        anonymous = sessions.get(subject_key(None, event.session_id))
+        sessions[event.subject].join(event.session_id, anonymous)
+
     def _apply_shopper(self, event: Event, session: SessionState, batch: _Batch) -> None:
         before = session.recent_items()[:CO_OCCURRENCE_WINDOW]
         item = session.apply(event)
@@ -282,40 +299,11 @@ class Processor:
         )
 
     def _write_lists(self, dirty: dict[str, float], sessions: dict[str, SessionState]) -> None:
-        """Re-rank every dirty shopper. What ranking reads from the state and the stock set
-        is fetched once for the whole micro-batch, not once per shopper."""
+        """Re-rank every dirty shopper (the ranking stage) and write their lists."""
         if not dirty:
+            self._ranking.refresh_model()
             return
-        now = self._clock.now()
-        batch = [sessions[subject] for subject in dirty]
-        recent = {i for s in batch for i in session_strengths(s, self._params)}
-        neighbours = self._state.neighbours_many(recent, self._params.neighbours_per_item)
-        segment_of = {s.subject: popularity_segments(s.country, s.device)[0] for s in batch}
-        popular = {
-            segment: self._state.popular(segment, self._params.popular_candidates)
-            for segment in set(segment_of.values())
-        }
-        candidates = {i for row in (*neighbours.values(), *popular.values()) for i, _ in row}
-        sold_out = self._cache.sold_out_among(candidates)
-        lists = []
-        last_yield = time.perf_counter()
-        for session in batch:
-            if time.perf_counter() - last_yield > YIELD_EVERY_S:
-                # Let a waiting page read take the GIL (embedded mode runs the API in this
-                # process); sleep(0) releases it without waiting.
-                time.sleep(0)
-                last_yield = time.perf_counter()
-            ranked = rerank_with_session(
-                session,
-                lambda item: neighbours.get(item, []),
-                popular[segment_of[session.subject]],
-                lambda _: sold_out,
-                self._params,
-            )
-            rec = RecommendationList(
-                tuple(ranked), DEFAULT_VARIANT, Source.PERSONALIZED, now, uuid.uuid4().hex
-            )
-            lists.append((ListKey(session.subject, DEFAULT_VARIANT), rec))
+        lists = self._ranking.rank([sessions[subject] for subject in dirty])
         self._cache.write_lists(lists)
         # Freshness is a real latency: wall time against the log's accept time, whatever
         # clock the lists are stamped with.
@@ -330,10 +318,16 @@ class Processor:
             or now - self._last_popular < self._settings.popular_refresh_s
         ):
             return
+        if self._ranking.stats.model_loads != self._model_loads:
+            # A new model: its trained popularity tops up every popular list.
+            self._model_loads = self._ranking.stats.model_loads
+            self._pending_segments |= {GLOBAL_SEGMENT, *self._ranking.trained_segments()}
         for segment in sorted(self._pending_segments):
-            popular = self._state.popular(segment, self._settings.list_size * 2)
+            size = self._settings.list_size
+            live = self._state.popular(segment, size * 2)
+            popular = self._ranking.with_trained_popularity(segment, live, size * 2)
             unavailable = self._cache.sold_out_among([i for i, _ in popular])
-            ranked = top_popular(popular, unavailable, self._settings.list_size)
+            ranked = top_popular(popular, unavailable, size)
             rec = RecommendationList(
                 tuple(ranked), DEFAULT_VARIANT, Source.POPULAR, now, f"popular:{segment}"
             )

@@ -92,8 +92,17 @@ def from_events(
         if country is None and users and e.user_id in users:
             country = users[e.user_id].get("country")
         rows.append(
-            (e.subject, e.item_id, e.ts, e.type.value, weight, e.type is EventType.PURCHASE,
-             country, e.context.device, e.context.referrer)  # fmt: skip
+            (
+                e.subject,
+                e.item_id,
+                e.ts,
+                e.type.value,
+                weight,
+                e.type is EventType.PURCHASE,
+                country,
+                e.context.device,
+                e.context.referrer,
+            )
         )
     frame = pd.DataFrame(rows, columns=EVENT_COLUMNS)
     cat = pd.DataFrame(
@@ -225,8 +234,10 @@ def uci(files: list[Path], anonymous: bool = False) -> Interactions:
             "referrer": None,
         }
     )
-    first = df.assign(ts=ts).groupby("StockCode").agg(
-        text=("Description", "first"), price=("UnitPrice", "median"), listed_at=("ts", "min")
+    first = (
+        df.assign(ts=ts)
+        .groupby("StockCode")
+        .agg(text=("Description", "first"), price=("UnitPrice", "median"), listed_at=("ts", "min"))
     )
     catalog = pd.DataFrame(
         {

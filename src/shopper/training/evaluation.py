@@ -80,9 +80,7 @@ def target_types(window: pd.DataFrame) -> set[str]:
     return set(window.type.unique())
 
 
-def targets(
-    train: Interactions, window: pd.DataFrame, repurchase: Repurchase
-) -> list[Target]:
+def targets(train: Interactions, window: pd.DataFrame, repurchase: Repurchase) -> list[Target]:
     """Test shoppers with their relevant items (known catalog items only)."""
     types = target_types(window)
     hits = window[window.type.isin(types)]

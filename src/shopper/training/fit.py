@@ -7,9 +7,8 @@ The settings come from `tuning`; nothing here is tuned for one data set.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,7 @@ from shopper.domain.model import (
     Repurchase,
     decay,
 )
-from shopper.domain.tier import Tier, TierThresholds
+from shopper.domain.tier import DEFAULT_THRESHOLDS, Tier, TierThresholds
 from shopper.training.data import Interactions
 
 Progress = Callable[[str], None]
@@ -39,7 +38,7 @@ HOUR_BUCKETS = ((0, 6, "0-5"), (6, 12, "6-11"), (12, 18, "12-17"), (18, 24, "18-
 DEFAULT_BLENDS: Mapping[Tier, Mapping[str, float]] = {
     Tier.ANONYMOUS: {"popularity": 1.0},
     Tier.FEW: {"content": 1.0, "popularity": 0.1},
-    Tier.MANY: {"ease": 1.0, "als": 1.0, "popularity": 0.1},
+    Tier.MANY: {"ease": 1.0, "itemknn": 0.5, "als": 1.0, "popularity": 0.1},
 }
 
 
@@ -47,7 +46,7 @@ DEFAULT_BLENDS: Mapping[Tier, Mapping[str, float]] = {
 class FitSettings:
     """Every model's settings (chosen by `tuning.tune`; these are its starting point)."""
 
-    neighbours: int = 100
+    neighbours: int = 200
     interest_half_life_days: float = 30.0
     own_half_life_days: float = 30.0
     popularity_half_life_days: float = 14.0
@@ -65,19 +64,14 @@ class FitSettings:
         return asdict(self)
 
 
-@dataclass
-class Fitted:
-    """A fitted model and how long each part took."""
-
-    model: RankingModel
-    seconds: dict[str, float] = field(default_factory=dict)
+DEFAULT_SETTINGS = FitSettings()
 
 
 def fit(
     data: Interactions,
-    settings: FitSettings = FitSettings(),
+    settings: FitSettings = DEFAULT_SETTINGS,
     repurchase: Repurchase = Repurchase.EXCLUDE,
-    thresholds: TierThresholds = TierThresholds(),
+    thresholds: TierThresholds = DEFAULT_THRESHOLDS,
     new_item_hours: float = 72.0,
     version: str = "unversioned",
     progress: Progress | None = None,
@@ -99,9 +93,14 @@ def fit(
         (np.ones(len(pairs), np.float32), (rows, cols)), shape=(n_users, n_items)
     )
     half_life = settings.interest_half_life_days * DAY_S
-    strength = pairs.interest.to_numpy() * decay(as_of - pairs["last"].to_numpy(), half_life)
+    # The same strength a shopper's profile has when served (`build_profile`): ages count
+    # back from the shopper's own latest interaction.
+    latest = pairs.groupby("subject")["last"].transform("max").to_numpy()
+    strength = np.log1p(pairs.interest.to_numpy()) * decay(
+        latest - pairs["last"].to_numpy(), half_life
+    )
     weighted = sp.csr_matrix((strength.astype(np.float32), (rows, cols)), shape=binary.shape)
-    empty = Neighbours(np.full((n_items, 1), -1, np.int32), np.zeros((n_items, 1), np.float32))
+    empty = Neighbours.empty(n_items)
     step("popularity")
     popularity = _popularity(events, index, settings, as_of)
     step("content")
@@ -163,11 +162,15 @@ def _histories(
     counts = np.bincount(rows, minlength=len(subjects))
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     interactions = events.groupby("subject").size().reindex(subjects).to_numpy(np.int32)
-    latest = events.sort_values("ts").groupby("subject")[["country", "device", "referrer"]].last()
-    latest = latest.reindex(subjects)
+    # Each shopper's context as of their latest event (one event, not a mix of columns).
+    latest = events.sort_values("ts").groupby("subject").tail(1).set_index("subject")
+    latest = latest[["country", "device", "referrer"]].reindex(subjects)
     segments = tuple(
-        tuple(f"{dim}:{str(v).lower()}" for dim, v in zip(latest.columns, row, strict=True)
-              if isinstance(v, str) and v)  # fmt: skip
+        tuple(
+            f"{dim}:{str(v).lower()}"
+            for dim, v in zip(latest.columns, row, strict=True)
+            if isinstance(v, str) and v
+        )
         for row in latest.itertuples(index=False)
     )
     return Histories(
@@ -222,11 +225,13 @@ def _content(catalog: pd.DataFrame, index: pd.Index, settings: FitSettings) -> N
 
     text = catalog.set_index("item_id").text.reindex(index).fillna("").to_numpy()
     if not any(t.strip() for t in text):
-        n = len(index)
-        return Neighbours(np.full((n, 1), -1, np.int32), np.zeros((n, 1), np.float32))
-    vectors = TfidfVectorizer(
-        ngram_range=(1, settings.content_ngrams), sublinear_tf=True, dtype=np.float32
-    ).fit_transform(text)
+        return Neighbours.empty(len(index))
+    try:
+        vectors = TfidfVectorizer(
+            ngram_range=(1, settings.content_ngrams), sublinear_tf=True, dtype=np.float32
+        ).fit_transform(text)
+    except ValueError:  # no word of two letters or more in the whole catalog
+        return Neighbours.empty(len(index))
     return top_neighbours(lambda rows: (vectors[rows] @ vectors.T).toarray(), len(index),
                           settings.neighbours)  # fmt: skip
 
@@ -251,8 +256,8 @@ def _itemknn(binary: sp.csr_matrix, settings: FitSettings) -> Neighbours:
 
 
 def _als(weighted: sp.csr_matrix, settings: FitSettings) -> Factors:
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from implicit.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
 
     model = AlternatingLeastSquares(
         factors=settings.als_factors,
@@ -262,7 +267,10 @@ def _als(weighted: sp.csr_matrix, settings: FitSettings) -> Factors:
         random_state=settings.seed,
         use_gpu=False,
     )
-    model.fit(weighted, show_progress=False)
+    # implicit runs its own threads; a multi-threaded BLAS under them only oversubscribes
+    # (implicit warns about it), so BLAS keeps to one thread while it fits.
+    with threadpool_limits(limits=1, user_api="blas"):
+        model.fit(weighted, show_progress=False)
     items = np.asarray(model.item_factors, dtype=np.float32)
     return Factors(
         items=items,

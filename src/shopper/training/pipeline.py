@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shopper.domain.model import Blend, RankingModel, Repurchase
-from shopper.domain.tier import TierThresholds
+from shopper.domain.tier import DEFAULT_THRESHOLDS, TierThresholds
 from shopper.training.data import Interactions
 from shopper.training.evaluation import (
     SINGLE_MODELS,
@@ -33,7 +33,7 @@ def new_version(now: float | None = None) -> str:
 def train(
     data: Interactions,
     repurchase: Repurchase = Repurchase.EXCLUDE,
-    thresholds: TierThresholds = TierThresholds(),
+    thresholds: TierThresholds = DEFAULT_THRESHOLDS,
     new_item_hours: float = 72.0,
     settings: FitSettings | None = None,
     validation_days: float | None = None,
@@ -69,7 +69,9 @@ def train(
     return model.with_blends(blends or model.blends, **meta)
 
 
-def retrain(data: Interactions, previous: RankingModel, progress: Progress | None = None) -> RankingModel:
+def retrain(
+    data: Interactions, previous: RankingModel, progress: Progress | None = None
+) -> RankingModel:
     """Fit with the settings and blends `previous` was tuned to (no tuning step)."""
     settings = FitSettings(**previous.metadata["settings"])
     s = previous.settings
@@ -85,7 +87,7 @@ def evaluate(
     test_days: float = 30.0,
     k: int = 20,
     repurchase: Repurchase = Repurchase.EXCLUDE,
-    thresholds: TierThresholds = TierThresholds(),
+    thresholds: TierThresholds = DEFAULT_THRESHOLDS,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Train on the data before the test window (tuning on the `test_days` before that),

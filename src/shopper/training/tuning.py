@@ -22,13 +22,14 @@ from shopper.domain.recommender import (
     top_k,
     young_items,
 )
-from shopper.domain.tier import LEAD_MODEL, Tier, TierThresholds, tier_of
+from shopper.domain.tier import DEFAULT_THRESHOLDS, LEAD_MODEL, Tier, TierThresholds, tier_of
 from shopper.training.data import Interactions
 from shopper.training.evaluation import Target, measure, served, targets, time_split
-from shopper.training.fit import DEFAULT_BLENDS, FitSettings, Progress, fit
+from shopper.training.fit import DEFAULT_BLENDS, DEFAULT_SETTINGS, FitSettings, Progress, fit
 
 WEIGHT_GRID = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 ASCENT_ROUNDS = 2
+MIN_RELATIVE_GAIN = 0.01
 
 
 @dataclass
@@ -48,8 +49,8 @@ def validation_days(data: Interactions, wanted: float = 30.0) -> float:
 def tune(
     data: Interactions,
     repurchase: Repurchase = Repurchase.EXCLUDE,
-    thresholds: TierThresholds = TierThresholds(),
-    base: FitSettings = FitSettings(),
+    thresholds: TierThresholds = DEFAULT_THRESHOLDS,
+    base: FitSettings = DEFAULT_SETTINGS,
     days: float | None = None,
     k: int = 20,
     progress: Progress | None = None,
@@ -61,7 +62,8 @@ def tune(
     tests = targets(fit_part, window, repurchase)
     if not tests:
         return Tuned(base, {t: Blend(dict(w)) for t, w in DEFAULT_BLENDS.items()})
-    known = [t for t in tests if t.subject in _subjects(fit_part)]
+    trained = _subjects(fit_part)
+    known = [t for t in tests if t.subject in trained]
     report: dict[str, Any] = {"validation_shoppers": len(tests), "with_history": len(known)}
     step("tuning: fit")
     model = fit(fit_part, base, repurchase, thresholds)
@@ -81,8 +83,11 @@ def tune(
         lam = choose(
             "ease_lambda",
             [settings.ease_lambda / 3, settings.ease_lambda, settings.ease_lambda * 3],
-            lambda v: recall(_refit(fit_part, replace(settings, ease_lambda=v), "ease",
-                                    model, repurchase), {"ease": 1.0}, known),  # fmt: skip
+            lambda v: recall(
+                _refit(fit_part, replace(settings, ease_lambda=v), "ease", model, repurchase),
+                {"ease": 1.0},
+                known,
+            ),
         )
         settings = replace(settings, ease_lambda=lam)
         model = _refit(fit_part, settings, "ease", model, repurchase)
@@ -92,8 +97,9 @@ def tune(
         f, reg, alpha = choose(
             "als",
             grid,
-            lambda g: recall(_refit(fit_part, _als(settings, g), "als", model, repurchase),
-                             {"als": 1.0}, known),  # fmt: skip
+            lambda g: recall(
+                _refit(fit_part, _als(settings, g), "als", model, repurchase), {"als": 1.0}, known
+            ),
         )
         settings = _als(settings, (f, reg, alpha))
         model = _refit(fit_part, settings, "als", model, repurchase)
@@ -119,8 +125,16 @@ def tune(
         "popularity_half_life_days",
         [3.0, 14.0, 60.0],
         lambda d: recall(
-            _refit(fit_part, replace(settings, popularity_half_life_days=d), "popularity",
-                   model, repurchase), {"popularity": 1.0}, tests),  # fmt: skip
+            _refit(
+                fit_part,
+                replace(settings, popularity_half_life_days=d),
+                "popularity",
+                model,
+                repurchase,
+            ),
+            {"popularity": 1.0},
+            tests,
+        ),
     )
     settings = replace(settings, popularity_half_life_days=pop_hl)
     model = _refit(fit_part, settings, "popularity", model, repurchase)
@@ -146,7 +160,8 @@ def tune_blend(
     tier's lead model keeps a weight above 0."""
     names = _components(model, tier)
     if not tests or len(names) == 1:
-        weights = {n: (1.0 if n == names[0] else 0.0) for n in names}
+        lead = _lead_names(tier, names)[0]
+        weights = {n: (1.0 if n == lead else 0.0) for n in names}
         return Blend(weights), {"validation_shoppers": len(tests), "weights": weights}
     now = model.trained_until
     young = young_items(model, now)
@@ -175,7 +190,9 @@ def tune_blend(
                 if not any(trial[n] > 0 for n in leads) or trial == weights:
                     continue
                 result = score(trial)
-                if result > best + 1e-9:
+                # A change must earn its place: on a few hundred shoppers, smaller gains
+                # are noise, and chasing them overfits the validation window.
+                if result > best * (1 + MIN_RELATIVE_GAIN) + 1e-9:
                     best, weights = result, trial
     return Blend(weights), {
         "validation_shoppers": len(tests),
@@ -229,7 +246,7 @@ def _als(settings: FitSettings, grid: tuple[int, float, float]) -> FitSettings:
     return replace(settings, als_factors=f, als_regularization=reg, als_alpha=alpha)
 
 
-def _with(model: RankingModel, **changes: float) -> RankingModel:
+def _with(model: RankingModel, **changes: Any) -> RankingModel:
     return replace(model, settings=replace(model.settings, **changes))
 
 

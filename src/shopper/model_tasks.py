@@ -1,0 +1,196 @@
+"""What `shopper train`, `shopper evaluate`, `shopper models` and `shopper export` run."""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from shopper.config import Config
+from shopper.domain.model import RankingModel, Repurchase
+from shopper.domain.tier import TierThresholds
+from shopper.errors import ShopperError
+from shopper.ports.model_store import ModelStore
+
+STAGES = ("load", "tuning: fit", "tuning: ease", "tuning: als", "tuning: history decay",
+          "tuning: popularity", "tuning: blends", "fit", "popularity", "content", "ease",
+          "itemknn", "als", "evaluate", "save")  # fmt: skip
+
+
+def model_store(config: Config) -> ModelStore:
+    from shopper.adapters.folder_model_store import FolderModelStore
+
+    return FolderModelStore(config.models_folder)
+
+
+def thresholds(config: Config) -> TierThresholds:
+    try:
+        return TierThresholds(config.tier_few_from, config.tier_many_from)
+    except ValueError as exc:
+        raise ShopperError(f"tier_few_from / tier_many_from: {exc}") from None
+
+
+@contextmanager
+def stages(show: bool) -> Iterator[Callable[[str], None]]:
+    """A progress bar over the training stages, on stderr (stdout stays for results)."""
+    if not show:
+        yield lambda _: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description:<24}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
+        task = progress.add_task("load", total=len(STAGES))
+
+        def step(name: str) -> None:
+            done = STAGES.index(name) if name in STAGES else progress.tasks[0].completed
+            progress.update(task, description=name, completed=done)
+
+        yield step
+        progress.update(task, description="done", completed=len(STAGES))
+
+
+def training_data(
+    config: Config,
+    dataset: Path | None = None,
+    events: Path | None = None,
+    catalog: Path | None = None,
+    users: Path | None = None,
+) -> Any:
+    """The data to train on: a shipped data set folder, canonical files, or the archive."""
+    from shopper.training import data
+
+    if dataset is not None:
+        return data.from_dataset(dataset)
+    if events is not None:
+        return data.from_files(events, catalog, users)
+    from shopper.bootstrap import build_event_archive
+
+    archived = list(build_event_archive(config).read())
+    if not archived:
+        raise ShopperError(
+            f"no archived events under {config.data_dir}: run the processor with the feature "
+            "store on (it archives every event), or pass --events FILE --catalog FILE, or "
+            "--dataset FOLDER"
+        )
+    return data.from_events(archived)
+
+
+def run_train(
+    config: Config, interactions: Any, promote: bool, show: bool, retrain: bool = False
+) -> dict[str, Any]:
+    """Tune (unless `retrain`: the promoted model's settings), fit, save, maybe promote."""
+    from shopper.training.pipeline import retrain as refit
+    from shopper.training.pipeline import train
+
+    store = model_store(config)
+    started = time.perf_counter()
+    with stages(show) as step:
+        previous = store.load_promoted() if retrain else None
+        if retrain and previous is None:
+            raise ShopperError("--retrain needs a promoted model to take its settings from")
+        if previous is not None:
+            model = refit(interactions, previous, step)
+        else:
+            model = train(
+                interactions,
+                Repurchase(config.repurchase),
+                thresholds(config),
+                config.new_item_hours,
+                progress=step,
+            )
+        step("save")
+        version = store.save(model)
+    first = store.promoted() is None
+    if promote or first:
+        store.promote(version)
+    return {
+        "version": version,
+        "promoted": promote or first,
+        "seconds": round(time.perf_counter() - started, 1),
+        "events": model.metadata.get("events"),
+        "shoppers": model.metadata.get("shoppers"),
+        "items": model.n_items,
+        "blends": {t.value: dict(b.weights) for t, b in model.blends.items()},
+        "skipped_records": interactions.skipped,
+        "skipped_reasons": list(interactions.reasons),
+    }
+
+
+def run_evaluate(
+    config: Config,
+    interactions: Any,
+    split: str,
+    k: int,
+    repurchase: str,
+    test_days: float,
+    show: bool,
+) -> dict[str, Any]:
+    from shopper.training.pipeline import evaluate
+
+    with stages(show) as step:
+        return evaluate(
+            interactions, split, test_days, k, Repurchase(repurchase), thresholds(config), step
+        )
+
+
+def list_models(config: Config) -> list[dict[str, Any]]:
+    store = model_store(config)
+    return [
+        {
+            "version": info.version,
+            "trained_at": info.trained_at,
+            "promoted": info.promoted,
+            "events": info.metadata.get("events"),
+            "items": info.metadata.get("items"),
+            "shoppers": info.metadata.get("shoppers"),
+            "data_range": info.metadata.get("data_range"),
+        }
+        for info in store.versions()
+    ]
+
+
+def export_lists(config: Config, k: int, out: Path, users: Path | None) -> dict[str, Any]:
+    """CSV `user_id,rank,item_id,score` from the promoted model, with its tiers and
+    filters: sold-out items (the live stock set of the configured cache) and, with
+    `repurchase = exclude`, what each user bought."""
+    from shopper.bootstrap import build_system
+    from shopper.training.data import read_users
+
+    model = model_store(config).load_promoted()
+    if model is None:
+        raise ShopperError("no promoted model: run `shopper train` first")
+    wanted = (
+        list(read_users(users))
+        if users
+        else [s.removeprefix("u:") for s in model.histories.subjects if s.startswith("u:")]
+    )
+    system = build_system(config)
+    rows = 0
+    try:
+        now = time.time()
+        with out.open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["user_id", "rank", "item_id", "score"])
+            for user in wanted:
+                ranked = _exported(model, f"u:{user}", k, now, system.cache.sold_out_among)
+                for rank, item in enumerate(ranked, start=1):
+                    writer.writerow([user, rank, item.item_id, f"{item.score:.6f}"])
+                    rows += 1
+    finally:
+        system.close()
+    return {"users": len(wanted), "rows": rows, "out": str(out), "version": model.version}
+
+
+def _exported(
+    model: RankingModel, subject: str, k: int, now: float, sold_out: Callable[[Any], set[str]]
+) -> list[Any]:
+    from shopper.domain.recommender import build_profile, recommend
+
+    ranked = recommend(model, build_profile(model, subject, now), k * 2, now)
+    gone = sold_out([s.item_id for s in ranked.items]) if ranked.items else set()
+    return [s for s in ranked.items if s.item_id not in gone][:k]

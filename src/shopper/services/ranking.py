@@ -1,0 +1,243 @@
+"""The ranking stage: dirty shoppers in, lists out. The processor calls it after folding
+a micro-batch into state; it stays stream plumbing.
+
+With a promoted model in the model store, each shopper is scored by their tier's blend
+(`domain.recommender`), from what the model saw of them plus their live session. With
+none yet (a new shop), the baseline ranker runs: live co-occurrence neighbours and
+decayed popularity (`domain.ranking`). A newly promoted model is picked up without a
+restart: the stage polls the store's promotion stamp every `model_poll_s`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from shopper.domain.model import RankingModel
+from shopper.domain.ranking import RankingParams, rerank_with_session, session_strengths
+from shopper.domain.recommendation import DEFAULT_VARIANT, RecommendationList, ScoredItem, Source
+from shopper.domain.recommender import LiveInteraction, build_profile, recommend
+from shopper.domain.segment import GLOBAL_SEGMENT, popularity_segments
+from shopper.domain.session import SessionState
+from shopper.domain.trending import trending_scores
+from shopper.ports.cache import ListKey, RecommendationCache
+from shopper.ports.clock import Clock
+from shopper.ports.model_store import ModelStore
+from shopper.ports.processor_state import ProcessorState
+
+log = logging.getLogger(__name__)
+
+BASELINE = "baseline"
+SESSION_GAP_S = 1800.0  # interactions this close to the last one are "this session"
+TRENDING_CANDIDATES = 100  # live top items checked for a trend
+YIELD_EVERY_S = 0.002  # ranking hands the GIL to page reads at least this often
+
+
+@dataclass(frozen=True, slots=True)
+class RankingSettings:
+    list_size: int = 50
+    reshow_viewed: bool = False
+    model_poll_s: float = 5.0
+    trending_weight: float = 0.3
+
+
+@dataclass(slots=True)
+class RankingStats:
+    tiers: Counter[str] = field(default_factory=Counter)
+    models: Counter[str] = field(default_factory=Counter)
+    model_version: str | None = None
+    model_loads: int = 0
+    trending: int = 0  # items trending at the last micro-batch
+
+
+class RankingStage:
+    def __init__(
+        self,
+        state: ProcessorState,
+        cache: RecommendationCache,
+        clock: Clock,
+        settings: RankingSettings,
+        models: ModelStore | None = None,
+    ) -> None:
+        self._state = state
+        self._cache = cache
+        self._clock = clock
+        self._settings = settings
+        self._models = models
+        self._params = RankingParams(k=settings.list_size)
+        self._model: RankingModel | None = None
+        self._stamp: str | None = None
+        self._next_poll = 0.0
+        self.stats = RankingStats()
+
+    @property
+    def model(self) -> RankingModel | None:
+        return self._model
+
+    def refresh_model(self, force: bool = False) -> None:
+        """Load the promoted model if the promotion changed (at most every `model_poll_s`).
+        A store that cannot be read keeps the model in use: lists must keep coming."""
+        if self._models is None or (not force and time.monotonic() < self._next_poll):
+            return
+        self._next_poll = time.monotonic() + self._settings.model_poll_s
+        try:
+            stamp = self._models.promoted_stamp()
+            if stamp == self._stamp:
+                return
+            model = self._models.load_promoted()
+        except Exception:
+            log.exception("model store unreadable; keeping model %s", self.stats.model_version)
+            return
+        self._stamp = stamp
+        self._model = model
+        self.stats.model_version = model.version if model else None
+        self.stats.model_loads += 1
+        log.info("serving model %s", self.stats.model_version or BASELINE)
+
+    def trained_segments(self) -> list[str]:
+        """The popularity segments the served model knows (`country:gb`, ...)."""
+        model = self._model
+        return [] if model is None else [s for s in model.popularity.segments if ":" in s]
+
+    def with_trained_popularity(
+        self, segment: str, live: list[tuple[str, float]], n: int
+    ) -> list[tuple[str, float]]:
+        """Live popularity first; then the model's trained popularity for the segment, then
+        its newest items (a catalog with no events yet), each scored below the one before,
+        so a popular list is never empty while the shop has items."""
+        model = self._model
+        if model is None or len(live) >= n:
+            return live
+        trained = model.popularity.segments.get(segment, model.popularity.segments["global"])
+        order = np.argsort(-trained, kind="stable")
+        if not trained.any():
+            order = np.argsort(-np.nan_to_num(model.listed_at, nan=-np.inf), kind="stable")
+        out = list(live)
+        seen = {i for i, _ in live}
+        floor = min((w for _, w in live), default=1.0)
+        for rank, j in enumerate(order[: n * 2].tolist()):
+            item = model.item_ids[j]
+            if item not in seen and len(out) < n:
+                out.append((item, floor * 0.5 / (rank + 1)))
+                seen.add(item)
+        return out
+
+    def rank(self, sessions: Sequence[SessionState]) -> list[tuple[ListKey, RecommendationList]]:
+        """A list per shopper, without sold-out items."""
+        self.refresh_model()
+        if not sessions:
+            return []
+        now = self._clock.now()
+        model = self._model
+        made = (
+            self._rank_with_model(model, sessions, now)
+            if model is not None
+            else self._rank_baseline(sessions)
+        )
+        lists = []
+        for session, (items, tier, name) in zip(sessions, made, strict=True):
+            rec = RecommendationList(
+                tuple(items), DEFAULT_VARIANT, Source.PERSONALIZED, now, uuid.uuid4().hex,
+                tier, name,
+            )  # fmt: skip
+            self.stats.tiers[tier] += 1
+            self.stats.models[name] += 1
+            lists.append((ListKey(session.subject, DEFAULT_VARIANT), rec))
+        return lists
+
+    def _rank_with_model(
+        self, model: RankingModel, sessions: Sequence[SessionState], now: float
+    ) -> list[tuple[list[ScoredItem], str, str]]:
+        # Scored first with room to spare, then one stock look-up for the whole batch.
+        size = self._settings.list_size
+        boost = self._trending(model)
+        ranked = []
+        for session in _yielding(sessions):
+            profile = build_profile(
+                model,
+                session.subject,
+                now,
+                live=live_interactions(session),
+                live_count=session.interactions,
+                segments=popularity_segments(session.country, session.device),
+                cart=session.cart,
+                viewed=viewed_this_session(session),
+                reshow_viewed=self._settings.reshow_viewed,
+            )
+            ranked.append(recommend(model, profile, size * 2, now, boost=boost))
+        candidates = {s.item_id for r in ranked for s in r.items}
+        sold_out = self._cache.sold_out_among(candidates) if candidates else set()
+        return [
+            ([s for s in r.items if s.item_id not in sold_out][:size], r.tier.value, r.model)
+            for r in ranked
+        ]
+
+    def _trending(self, model: RankingModel) -> dict[str, float]:
+        """Items trending now (live popularity far above the trained one), weighted by
+        `trending_weight`; read once per micro-batch."""
+        weight = self._settings.trending_weight
+        if weight <= 0:
+            return {}
+        live = self._state.popular(GLOBAL_SEGMENT, TRENDING_CANDIDATES)
+        trained = model.popularity.segments["global"]
+        expected = {i: float(trained[model.index[i]]) for i, _ in live if i in model.index}
+        trend = trending_scores(live, expected)
+        self.stats.trending = len(trend)
+        return {item: weight * score for item, score in trend.items()}
+
+    def _rank_baseline(
+        self, sessions: Sequence[SessionState]
+    ) -> list[tuple[list[ScoredItem], str, str]]:
+        """Live co-occurrence and popularity, for a shop with no trained model yet. What
+        ranking reads is fetched once for the whole micro-batch, not once per shopper."""
+        recent = {i for s in sessions for i in session_strengths(s, self._params)}
+        neighbours = self._state.neighbours_many(recent, self._params.neighbours_per_item)
+        segment_of = {s.subject: popularity_segments(s.country, s.device)[0] for s in sessions}
+        popular = {
+            segment: self._state.popular(segment, self._params.popular_candidates)
+            for segment in set(segment_of.values())
+        }
+        candidates = {i for row in (*neighbours.values(), *popular.values()) for i, _ in row}
+        sold_out = self._cache.sold_out_among(candidates)
+        out = []
+        for session in _yielding(sessions):
+            items = rerank_with_session(
+                session,
+                lambda item: neighbours.get(item, []),
+                popular[segment_of[session.subject]],
+                lambda _: sold_out,
+                self._params,
+            )
+            tier = "anonymous" if session.interactions == 0 else "live"
+            out.append((items, tier, BASELINE))
+        return out
+
+
+def live_interactions(session: SessionState) -> list[LiveInteraction]:
+    bought = set(session.purchased)
+    return [
+        LiveInteraction(i.item_id, i.weight, i.ts, purchase=i.item_id in bought)
+        for i in session.recent
+    ]
+
+
+def viewed_this_session(session: SessionState) -> list[str]:
+    """Items touched within `SESSION_GAP_S` of the shopper's latest interaction."""
+    return [i.item_id for i in session.recent if session.last_seen - i.ts <= SESSION_GAP_S]
+
+
+def _yielding(sessions: Sequence[SessionState]) -> Iterator[SessionState]:
+    last = time.perf_counter()
+    for session in sessions:
+        if time.perf_counter() - last > YIELD_EVERY_S:
+            # Let a waiting page read take the GIL (embedded mode runs the API in this
+            # process); sleep(0) releases it without waiting.
+            time.sleep(0)
+            last = time.perf_counter()
+        yield session

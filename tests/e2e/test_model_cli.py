@@ -1,0 +1,309 @@
+"""`shopper train`, `models list|promote`, `export` and `evaluate` end to end, in process,
+on a small shop written as canonical files (docs/formats.md): two taste clusters of
+shoppers viewing, carting and buying over 40 days, a catalog and a users file."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import Result
+from threadpoolctl import threadpool_limits
+from typer.testing import CliRunner
+
+from shopper.cli import app
+
+START = datetime(2024, 3, 1, tzinfo=UTC)
+DAYS = 40
+SHOPPERS = 60
+PER_CLUSTER = 16
+CLUSTERS = (
+    ("kitchen", "home > kitchen", ("Cookwell", "Panmaster"),
+     ("chef knife", "frying pan", "cutting board", "saucepan", "whisk", "colander")),
+    ("garden", "outdoor > garden", ("Greenfield", "Rootwise"),
+     ("garden hose", "pruning shears", "watering can", "trowel", "rake", "seed tray")),
+)  # fmt: skip
+ANONYMOUS_SESSIONS = 5
+# Interest by type, as shops log it: mostly views, some carts, a few purchases.
+TYPES = (("view", 0.7), ("add_to_cart", 0.18), ("purchase", 0.12))
+
+
+@dataclass(frozen=True)
+class ShopFiles:
+    events: Path
+    catalog: Path
+    users: Path
+    user_ids: frozenset[str]
+    bought: dict[str, set[str]]  # user id -> items they bought (good records only)
+
+
+@dataclass(frozen=True)
+class Trained:
+    data_dir: Path
+    result: dict[str, Any]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """One BLAS and OpenMP thread, as `make` sets (implicit's ALS warns otherwise, and on a
+    few dozen shoppers many threads only slow it down)."""
+    with threadpool_limits(1):
+        yield
+
+
+def cli(*args: object) -> Result:
+    # The command line reads SHOPPER_* settings: a developer's own must not leak in.
+    unset: dict[str, str | None] = {k: None for k in os.environ if k.startswith("SHOPPER_")}
+    return CliRunner().invoke(app, [str(a) for a in args], env=unset)
+
+
+def ok_json(*args: object) -> Any:
+    result = cli(*args)
+    assert result.exit_code == 0, (result.output, result.exception)
+    return json.loads(result.stdout)
+
+
+def iso(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def item_ids(cluster: int) -> list[str]:
+    return [f"sku-{CLUSTERS[cluster][0]}-{i}" for i in range(PER_CLUSTER)]
+
+
+def write_catalog(path: Path) -> None:
+    with path.open("w") as fh:
+        for c, (_, category, brands, nouns) in enumerate(CLUSTERS):
+            for i, item in enumerate(item_ids(c)):
+                record = {
+                    "item_id": item,
+                    "title": f"{nouns[i % len(nouns)]} model {i}",
+                    "category": category,
+                    "brand": brands[i % 2],
+                    "price": 5.0 + 3 * i,
+                }
+                fh.write(json.dumps(record) + "\n")
+
+
+def shopper_events(rng: random.Random, n: int) -> list[dict[str, Any]]:
+    """One shopper's events: 90% in their cluster (favouring its first items), 10% other."""
+    cluster = n % 2
+    out = []
+    for _ in range(rng.randint(8, 30)):
+        own = rng.random() < 0.9
+        items = item_ids(cluster if own else 1 - cluster)
+        item = items[min(int(rng.expovariate(1 / 5)), PER_CLUSTER - 1)]
+        kind = rng.choices([t for t, _ in TYPES], [w for _, w in TYPES])[0]
+        at = START + timedelta(seconds=rng.uniform(0, DAYS * 86_400))
+        event: dict[str, Any] = {"type": kind, "ts": iso(at), "user_id": f"u-{n}", "item_id": item}
+        if n % 3:  # the rest get their country from the users file
+            event["context"] = {"country": ("GB", "DE")[n % 2], "device": "mobile"}
+        out.append(event)
+    return out
+
+
+def anonymous_events(rng: random.Random, n: int) -> list[dict[str, Any]]:
+    at = START + timedelta(days=rng.uniform(0, DAYS))
+    return [
+        {"type": "view", "ts": iso(at + timedelta(minutes=m)), "session_id": f"s-{n}",
+         "item_id": rng.choice(item_ids(n % 2))}
+        for m in range(3)
+    ]  # fmt: skip
+
+
+def write_shop(folder: Path, seed: int = 3) -> ShopFiles:
+    rng = random.Random(seed)
+    events = [e for n in range(SHOPPERS) for e in shopper_events(rng, n)]
+    events += [e for n in range(ANONYMOUS_SESSIONS) for e in anonymous_events(rng, n)]
+    events.sort(key=lambda e: e["ts"])
+    bought: dict[str, set[str]] = {}
+    lines = []
+    for i, event in enumerate(events):
+        lines.append(json.dumps({"event_id": f"e-{i}", **event}))
+        if event["type"] == "purchase":
+            bought.setdefault(event["user_id"], set()).add(event["item_id"])
+    # Two bad records a real export might hold: a view without its item, and a torn line.
+    bad_view = {"event_id": "bad-1", "type": "view", "ts": iso(START), "user_id": "u-0"}
+    lines[10:10] = [json.dumps(bad_view), '{"event_id": "bad-2", "type": "vi']
+    shop = ShopFiles(
+        events=folder / "events.jsonl",
+        catalog=folder / "items.jsonl",
+        users=folder / "users.csv",
+        user_ids=frozenset(f"u-{n}" for n in range(SHOPPERS)),
+        bought=bought,
+    )
+    shop.events.write_text("\n".join(lines) + "\n")
+    write_catalog(shop.catalog)
+    with shop.users.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["user_id", "country"])
+        writer.writerows([f"u-{n}", ("GB", "DE")[n % 2]] for n in range(SHOPPERS))
+    return shop
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> ShopFiles:
+    return write_shop(tmp_path_factory.mktemp("shop"))
+
+
+def train_args(shop: ShopFiles, data_dir: Path, *extra: object) -> list[object]:
+    files = ["--events", shop.events, "--catalog", shop.catalog, "--users", shop.users]
+    return ["train", *files, "--json", "--data-dir", data_dir, *extra]
+
+
+@pytest.fixture(scope="module")
+def trained(shop: ShopFiles, tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """A data folder holding one model, trained (with tuning) on the shop's files."""
+    data_dir = tmp_path_factory.mktemp("trained")
+    return Trained(data_dir, ok_json(*train_args(shop, data_dir)))
+
+
+@pytest.fixture
+def data_dir(trained: Trained, tmp_path: Path) -> Path:
+    """A copy of the trained data folder, for a test to change."""
+    return Path(shutil.copytree(trained.data_dir, tmp_path / "data"))
+
+
+def models(data_dir: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = ok_json("models", "list", "--json", "--data-dir", data_dir)
+    return rows
+
+
+# --- train -------------------------------------------------------------------------------
+
+
+def test_train_prints_one_json_object_and_promotes_the_first_version(trained: Trained) -> None:
+    result = trained.result
+    assert result["promoted"] is True
+    assert result["version"]
+    assert result["shoppers"] == SHOPPERS + ANONYMOUS_SESSIONS
+    assert result["items"] == 2 * PER_CLUSTER
+    assert set(result["blends"]) == {"anonymous", "1-9", "10+"}
+
+
+def test_train_skips_and_counts_bad_records_and_trains_on_the_rest(trained: Trained) -> None:
+    assert trained.result["skipped_records"] == 2
+    reasons = " ".join(trained.result["skipped_reasons"])
+    assert "item_id" in reasons
+    assert trained.result["events"] > 500
+
+
+def test_train_without_any_data_is_a_clear_error(tmp_path: Path) -> None:
+    result = cli("train", "--json", "--data-dir", tmp_path / "empty")
+    assert result.exit_code == 2
+    assert "no archived events" in result.stderr
+    assert "--events" in result.stderr and "--dataset" in result.stderr
+    assert result.stdout == ""
+
+
+# --- models list / promote ---------------------------------------------------------------
+
+
+def test_models_list_shows_the_first_version_promoted(trained: Trained) -> None:
+    rows = models(trained.data_dir)
+    assert [(r["version"], r["promoted"]) for r in rows] == [(trained.result["version"], True)]
+    assert rows[0]["shoppers"] == SHOPPERS + ANONYMOUS_SESSIONS
+
+
+def test_a_second_version_waits_until_promoted(
+    shop: ShopFiles, trained: Trained, data_dir: Path
+) -> None:
+    first = trained.result["version"]
+    second = ok_json(*train_args(shop, data_dir, "--retrain"))
+    assert second["promoted"] is False
+    assert {r["version"]: r["promoted"] for r in models(data_dir)} == {
+        first: True,
+        second["version"]: False,
+    }
+    result = cli("models", "promote", second["version"], "--data-dir", data_dir)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"promoted": second["version"]}
+    assert {r["version"]: r["promoted"] for r in models(data_dir)} == {
+        first: False,
+        second["version"]: True,
+    }
+
+
+def test_promoting_an_unknown_version_names_the_known_ones(
+    trained: Trained, data_dir: Path
+) -> None:
+    result = cli("models", "promote", "19990101T000000Z-dead", "--data-dir", data_dir)
+    assert result.exit_code == 2
+    assert "19990101T000000Z-dead" in result.stderr
+    assert trained.result["version"] in result.stderr
+    assert [r["promoted"] for r in models(data_dir)] == [True]
+
+
+def test_retrain_reuses_the_tuned_settings_and_is_faster(
+    shop: ShopFiles, trained: Trained, data_dir: Path
+) -> None:
+    again = ok_json(*train_args(shop, data_dir, "--retrain"))
+    assert again["version"] != trained.result["version"]
+    assert again["blends"] == trained.result["blends"]
+    assert again["seconds"] < trained.result["seconds"]
+
+
+# --- export ------------------------------------------------------------------------------
+
+
+def exported(data_dir: Path, out: Path, *extra: object) -> dict[str, list[tuple[int, str, float]]]:
+    args = ["export", "--k", 5, "--out", out, "--cache-url", "memory://", "--data-dir", data_dir]
+    summary = ok_json(*args, *extra)
+    assert summary["rows"] > 0
+    assert out.read_text().splitlines()[0] == "user_id,rank,item_id,score"
+    lists: dict[str, list[tuple[int, str, float]]] = {}
+    with out.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            entry = (int(row["rank"]), row["item_id"], float(row["score"]))
+            lists.setdefault(row["user_id"], []).append(entry)
+    assert summary["rows"] == sum(len(v) for v in lists.values())
+    return lists
+
+
+def test_export_writes_ranked_lists_of_unbought_items_for_known_users(
+    shop: ShopFiles, data_dir: Path, tmp_path: Path
+) -> None:
+    lists = exported(data_dir, tmp_path / "lists.csv")
+    assert set(lists) <= shop.user_ids  # users only: no anonymous sessions
+    assert len(lists) >= SHOPPERS * 0.9
+    for user, rows in lists.items():
+        assert [r[0] for r in rows] == list(range(1, len(rows) + 1))
+        assert len(rows) <= 5
+        scores = [r[2] for r in rows]
+        assert scores == sorted(scores, reverse=True)
+        items = [r[1] for r in rows]
+        assert len(set(items)) == len(items)
+        assert not set(items) & shop.bought.get(user, set()), user
+
+
+def test_export_for_the_users_of_a_file(shop: ShopFiles, data_dir: Path, tmp_path: Path) -> None:
+    wanted = tmp_path / "wanted.csv"
+    wanted.write_text("user_id,country\nu-4,GB\nu-7,DE\n")
+    lists = exported(data_dir, tmp_path / "lists.csv", "--users", wanted)
+    assert set(lists) == {"u-4", "u-7"}
+
+
+# --- evaluate ----------------------------------------------------------------------------
+
+
+def test_evaluate_reports_every_model_overall_and_per_tier(shop: ShopFiles) -> None:
+    files = ["--events", shop.events, "--catalog", shop.catalog]
+    report = ok_json("evaluate", *files, "--json", "--test-days", 10)
+    assert report["k"] == 20
+    names = set(report["models"])
+    assert {"popularity", "content", "ease", "itemknn", "als", "shopper"} <= names
+    for result in report["models"].values():
+        assert {"recall", "ndcg", "mrr", "coverage"} <= set(result["overall"])
+        assert set(result["tiers"]) == {"anonymous", "1-9", "10+"}
+        for metrics in result["tiers"].values():
+            assert {"recall", "ndcg", "mrr", "coverage", "users"} <= set(metrics)
+    assert report["models"]["shopper"]["overall"]["users"] > 0
