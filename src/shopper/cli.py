@@ -148,26 +148,61 @@ def show_config(config_file: ConfigFile = None) -> None:
 
 @app.command()
 def load(
-    path: Annotated[Path, typer.Argument(help="events as .jsonl/.ndjson/.csv, optionally .gz")],
+    path: Annotated[
+        Path | None,
+        typer.Argument(metavar="FILE", help="events as .jsonl/.ndjson/.csv, optionally .gz"),
+    ] = None,
+    dataset: Annotated[
+        Path | None,
+        typer.Option(
+            "--dataset",
+            help="instead of FILE, a shipped data set folder (uci-online-retail, "
+            "rees46-multicategory-2019oct-head): its catalog, then its events",
+        ),
+    ] = None,
+    max_events: Annotated[
+        int | None, typer.Option(min=0, help="with --dataset: events to send [default: all]")
+    ] = None,
     api: Annotated[str, typer.Option(help="base URL of a running shopper API")] = (
         "http://127.0.0.1:8000"
     ),
-    batch: Annotated[int, typer.Option(help="events per request")] = 500,
+    batch: Annotated[int, typer.Option(min=1, help="events per request")] = 500,
     items: Annotated[
         bool, typer.Option("--items", help="the file holds catalog items, not events")
     ] = False,
 ) -> None:
-    """Post a file of events (or catalog items) to a running API, in batches."""
-    from shopper.loader import load_file
+    """Post a file of events (or catalog items), or a shipped data set, to a running API in
+    batches; print one JSON result. Exits 1 if the API rejected any record."""
+    from shopper.loader import load_dataset, load_file
 
+    _check_load_source(path, dataset, max_events, items)
     try:
-        result = load_file(path, api, batch=batch, items=items)
+        if dataset is not None:
+            result = load_dataset(dataset, api, batch=batch, max_events=max_events)
+            rejected = result["items"]["rejected"] + result["events"]["rejected"]
+        else:
+            assert path is not None
+            result = load_file(path, api, batch=batch, items=items)
+            rejected = result["rejected"]
     except ShopperError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(json.dumps(result))
-    if result["rejected"]:
+    if rejected:
         raise typer.Exit(1)
+
+
+def _check_load_source(
+    path: Path | None, dataset: Path | None, max_events: int | None, items: bool
+) -> None:
+    # BadParameter: typer's one public usage error; it prints the usage line, exits 2.
+    if (path is None) == (dataset is None):
+        both = ", not both" if path else ""
+        raise typer.BadParameter(f"give either FILE or --dataset PATH{both}")
+    if dataset is not None and items:
+        raise typer.BadParameter("--items goes with FILE: a data set brings its own catalog")
+    if path is not None and max_events is not None:
+        raise typer.BadParameter("--max-events goes with --dataset")
 
 
 features_app = typer.Typer(

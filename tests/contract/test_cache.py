@@ -212,6 +212,51 @@ def test_list_age_counts_from_the_last_write(cache: RecommendationCache, harness
     assert again is not None and again < 0.15
 
 
+def similar(item: str, ids: list[str]) -> RecommendationList:
+    return ranked(ids, Source.SIMILAR, f"similar:{item}")
+
+
+def test_similar_lists_round_trip_per_item(cache: RecommendationCache) -> None:
+    shoe = RecommendationList(
+        similar("shoe-1", ["shoe-2", "shoe-3", "äpfel-ü"]).items,
+        "champion", Source.SIMILAR, 1_700_000_123.25, "similar:shoe-1", "", "similar",
+    )  # fmt: skip
+    cache.write_similar([("shoe-1", shoe), ("phone-1", similar("phone-1", ["phone-2"]))])
+    got, sold_out = cache.read_similar("shoe-1")
+    assert_same_list(got, shoe)
+    assert got is not None and (got.tier, got.model) == ("", "similar")
+    assert sold_out == frozenset()
+    phone, _ = cache.read_similar("phone-1")
+    assert phone is not None and phone.item_ids() == ["phone-2"]
+
+    cache.write_similar([("shoe-1", similar("shoe-1", ["shoe-9"]))])
+    again, _ = cache.read_similar("shoe-1")
+    assert again is not None and again.item_ids() == ["shoe-9"]
+
+
+def test_read_similar_reports_its_sold_out_items(cache: RecommendationCache) -> None:
+    cache.write_similar([("shoe-1", similar("shoe-1", ["shoe-2", "shoe-3", "shoe-4"]))])
+    cache.set_stock(gone("shoe-3", "shoe-1", "phone-2"))
+    got, sold_out = cache.read_similar("shoe-1")
+    assert got is not None and got.item_ids() == ["shoe-2", "shoe-3", "shoe-4"]
+    assert sold_out == {"shoe-3"}  # only its own items, not the item on the page
+    cache.set_stock(back("shoe-3", ts=2.0))
+    assert cache.read_similar("shoe-1")[1] == frozenset()
+
+
+def test_an_item_without_a_similar_list_reads_none(
+    cache: RecommendationCache, harness: Harness
+) -> None:
+    cache.set_stock(gone("nobody-knows"))
+    assert cache.read_similar("nobody-knows") == (None, frozenset())
+    cache.write_lists([(ListKey("nobody-knows", "champion"), ranked(["a"]))])
+    cache.write_similar([("shoe-1", similar("shoe-1", ["shoe-2"]))])
+    assert cache.read_similar("nobody-knows") == (None, frozenset())
+
+    harness.wait(LKG_TTL + 0.2)  # kept as long as a last-known-good list, no longer
+    assert cache.read_similar("shoe-1") == (None, frozenset())
+
+
 # Redis only: storage, expiry in Redis itself, round trips.
 
 
@@ -280,6 +325,23 @@ def test_redis_page_read_and_writes_are_one_round_trip_each(
     assert sent() == 1
     cache.read_page(ListKey("u:3", "champion"), ["country:de", "device:mobile", "global"])
     assert sent() == 1
+
+
+@pytest.mark.redis
+def test_redis_similar_lists_are_one_round_trip_each_way_and_expire(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = RedisRecommendationCache(redis_client, SystemClock(), 60, 3600, prefix="t:")
+    cache.read_similar("sku-0")  # loads the script and opens the connection
+    sent = count_requests(monkeypatch)
+
+    cache.write_similar([(f"sku-{n}", similar(f"sku-{n}", ["a", "b"])) for n in range(20)])
+    assert sent() == 1
+    cache.set_stock(gone("b"))
+    sent()
+    assert cache.read_similar("sku-3")[1] == {"b"}
+    assert sent() == 1
+    assert redis_client.pttl("t:similar:sku-3") in range(3_599_000, 3_600_001)
 
 
 def count_requests(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:

@@ -147,7 +147,8 @@ def test_exclude_drops_what_a_shopper_bought_before(history: Interactions) -> No
     got = targets(history, window, Repurchase.EXCLUDE)
 
     assert [(t.subject, t.relevant, t.segments) for t in got] == [
-        ("u:1", frozenset({"shoe-4"}), ("country:gb",))
+        # The context the shopper came in with: country, and the hour of day (UTC 22:13).
+        ("u:1", frozenset({"shoe-4"}), ("country:gb", "hour:18-23"))
     ]
 
 
@@ -219,7 +220,7 @@ def model(shop: Interactions) -> RankingModel:
 def test_a_tier_without_validation_shoppers_keeps_its_lead_model(
     model: RankingModel, tier: Tier
 ) -> None:
-    blend, _ = tune_blend(model, [], tier, k=5)
+    blend, _ = tune_blend([(model, [])], tier, k=5)
     assert lead_weight(dict(blend.weights), tier) > 0
 
 

@@ -21,6 +21,7 @@ class InMemoryRecommendationCache:
         self._fresh: dict[ListKey, tuple[RecommendationList, float]] = {}
         self._lkg: dict[ListKey, tuple[RecommendationList, float]] = {}
         self._popular: dict[str, RecommendationList] = {}
+        self._similar: dict[str, tuple[RecommendationList, float]] = {}
         self._sold_out: set[str] = set()
         self._stock_ts: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -59,6 +60,20 @@ class InMemoryRecommendationCache:
             popular = tuple(self._popular[s] for s in segments if s in self._popular)
             shown = {i for r in (fresh, lkg, *popular) if r is not None for i in r.item_ids()}
             return PageRead(fresh, lkg, popular, frozenset(shown & self._sold_out))
+
+    def write_similar(self, lists: Sequence[tuple[str, RecommendationList]]) -> None:
+        now = self._clock.now()
+        with self._lock:
+            for item_id, ranked in lists:
+                self._similar[item_id] = (ranked, now)
+
+    def read_similar(self, item_id: str) -> tuple[RecommendationList | None, frozenset[str]]:
+        now = self._clock.now()
+        with self._lock:
+            entry = self._similar.get(item_id)
+            if entry is None or now - entry[1] > self._lkg_ttl:
+                return None, frozenset()
+            return entry[0], frozenset(self._sold_out.intersection(entry[0].item_ids()))
 
     def list_age(self, key: ListKey) -> float | None:
         with self._lock:

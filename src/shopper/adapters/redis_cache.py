@@ -30,8 +30,9 @@ _MAX_ID_BYTES = 1 << 14  # two varint bytes
 _SOLD_OUT_CHUNK = 1000  # ids per SMISMEMBER call inside the script (Lua unpack limit)
 
 # KEYS[1]: sold-out set; with ARGV[1] == '1', KEYS[2] and KEYS[3]: fresh marker and stored
-# list; every further key: a popular list. Returns {fresh marker exists, list, popular...,
-# sold-out ids among all their items}.
+# list; every further key: another list (popular lists; an item's similar list). Returns
+# {fresh marker exists, list, the further lists that exist..., sold-out ids among all
+# their items}.
 _READ_PAGE_LUA = """
 local ids, seen = {}, {}
 local function collect(blob)
@@ -207,6 +208,7 @@ class RedisRecommendationCache:
         self._stock_ts_key = f"{prefix}stock_ts"
         self._read_page = client.register_script(_READ_PAGE_LUA)
         self._set_stock = client.register_script(_SET_STOCK_LUA)
+        self._similar_ms = _ms(lkg_ttl_s)
 
     def write_lists(self, lists: Sequence[tuple[ListKey, RecommendationList]]) -> None:
         if not lists:
@@ -256,6 +258,27 @@ class RedisRecommendationCache:
             sold_out=frozenset(i.decode() for i in sold),
         )
 
+    def write_similar(self, lists: Sequence[tuple[str, RecommendationList]]) -> None:
+        if not lists:
+            return
+        now = self._clock.now()
+        pipe = self._client.pipeline(transaction=False)  # each list stands alone
+        for item_id, ranked in lists:
+            pipe.set(self._similar_key(item_id), encode_list(ranked, now), px=self._similar_ms)
+        pipe.execute()
+
+    def read_similar(self, item_id: str) -> tuple[RecommendationList | None, frozenset[str]]:
+        # The page script without a shopper's list: the similar list is its one further list.
+        reply: list[Any] = self._read_page(
+            keys=[self._sold_out_key, self._similar_key(item_id)], args=["0", _SOLD_OUT_CHUNK]
+        )
+        _, _, *found, sold = reply  # found: [list] or [None] (or [], as Lua may leave it)
+        blob = next((b for b in found if b is not None), None)
+        return (
+            decode_list(blob) if blob is not None else None,
+            frozenset(i.decode() for i in sold),
+        )
+
     def list_age(self, key: ListKey) -> float | None:
         head = cast(bytes, self._client.getrange(self._list_key(key), 0, _HEADER.size - 1))
         if len(head) < _HEADER.size:
@@ -282,6 +305,9 @@ class RedisRecommendationCache:
 
     def _popular_key(self, segment: str) -> str:
         return f"{self._prefix}popular:{segment}"
+
+    def _similar_key(self, item_id: str) -> str:
+        return f"{self._prefix}similar:{item_id}"
 
 
 def _ms(seconds: float) -> int:

@@ -106,6 +106,21 @@ def create_app(
         request = PageRequest(user_id, session_id, size, context_item, country, device)
         return JSONResponse(recommendations_body(reader.recommend(request), size))
 
+    @app.get(
+        "/v1/items/{item_id:path}/similar",
+        response_model=RecommendationsOut,
+        responses={200: {"description": SIMILAR_DOC}},
+    )
+    # async for the same reason as get_recommendations: one cache round trip.
+    async def get_similar(
+        item_id: str, k: Annotated[int | None, Query(ge=1, le=max_k)] = None
+    ) -> Any:
+        """Items similar to this one, for its product page (anonymous shoppers included):
+        a list precomputed from the served model, filtered against live stock at read
+        time. `source` is `similar`."""
+        size = k or default_k
+        return JSONResponse(recommendations_body(reader.similar(item_id, size), size))
+
     app.include_router(_ops_router(health_info, stats))
     _add_body_models(app, [EventIn, ItemIn])
     app.add_middleware(ServerTiming)
@@ -173,6 +188,12 @@ async def _json_body(request: Request) -> Any:
         detail = "body JSON is nested too deeply to read"
         return JSONResponse({"detail": detail}, status_code=400)
 
+
+SIMILAR_DOC = (
+    "The item's most similar items in stock, best first (its behavioural and content "
+    "neighbours in the served model). An item with no similar list (unknown, or no model "
+    "trained yet) or a cache outage gets an empty list, never an error."
+)
 
 SPOOL_FULL_DOC = (
     "The local spool of events waiting for the stream's broker is full (the broker is down "

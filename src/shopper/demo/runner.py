@@ -29,6 +29,7 @@ from shopper.services.runtime import free_port
 DRAIN_TIMEOUT_S = 60.0
 SERVER_START_TIMEOUT_S = 90.0  # with the feature store on, it opens Feast first
 FIRST_EVENT_TIMEOUT_S = 30.0  # from a live server to the warm-up event applied
+HISTORY_SEED = 1_000  # the simulated past is drawn with seed + this
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,7 @@ def run_demo(config: Config, options: DemoOptions) -> dict[str, Any]:
     )
     config = _own_namespace(config)
     started = time.perf_counter()
+    model = None if options.dataset else _train_on_history(config, options)
     try:
         with _shopper(config) as (api_url, ops_url):
             shop, ops = ShopClient(api_url), ShopClient(ops_url)
@@ -67,12 +69,28 @@ def run_demo(config: Config, options: DemoOptions) -> dict[str, Any]:
             ops.close()
         elapsed = time.perf_counter() - started
         report = _report(config, traffic, shop, stats, elapsed)
+        if model is not None:
+            report["model"] = model
         if _on_redis(config):
             report["lists_in_redis"] = _count_redis_lists(config)
         return report
     finally:
         if _on_redis(config):
             _delete_run_keys(config)  # also when the run failed half-way
+
+
+def _train_on_history(config: Config, options: DemoOptions) -> dict[str, Any]:
+    """Train and promote a model on the simulated shop's past, as a shop would on its
+    archive, so the live run is served by trained models (tiers and all)."""
+    from shopper.demo.history import simulated_history
+    from shopper.model_tasks import run_train
+    from shopper.training.data import from_events
+
+    history = simulated_history(
+        SimulationParams(shoppers=options.shoppers, seed=options.seed + HISTORY_SEED)
+    )
+    result = run_train(config, from_events(history), promote=True, show=options.progress)
+    return {k: result[k] for k in ("version", "seconds", "events", "shoppers", "items")}
 
 
 def _own_namespace(config: Config) -> Config:
@@ -186,7 +204,11 @@ class ShopperProcess:
 
 def config_env(config: Config) -> dict[str, str]:
     """The config as SHOPPER_* variables, for a child process."""
-    return {ENV_PREFIX + name.upper(): str(value) for name, value in config.model_dump().items()}
+    return {
+        ENV_PREFIX + name.upper(): str(value)
+        for name, value in config.model_dump().items()
+        if value is not None  # unset: the child's default, as here
+    }
 
 
 def _count_redis_lists(config: Config) -> int:
@@ -281,6 +303,10 @@ def _report(
     }
     if "features" in stats:
         report["features"] = stats["features"]  # the feature pipeline's counters
+    ranking = stats.get("ranking", {})
+    report["tier_share"] = ranking.get("tier_share", {})
+    report["lists_by_model"] = ranking.get("lists_by_model", {})
+    report["trending_items"] = ranking.get("trending_items", 0)
     if isinstance(traffic, ShopSimulator):
         summary = traffic.summary
         report["flash_sale"] = {

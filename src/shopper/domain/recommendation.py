@@ -8,9 +8,11 @@ from enum import StrEnum
 
 
 class Source(StrEnum):
+    # Append only: Redis stores a list's source as its position in this enum.
     PERSONALIZED = "personalized"
     LAST_KNOWN_GOOD = "last_known_good"
     POPULAR = "popular"
+    SIMILAR = "similar"  # an item's similar items (product pages), not a shopper's list
 
 
 DEFAULT_VARIANT = "champion"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +21,7 @@ from shopper.domain.model import (
     COLLABORATIVE,
     Blend,
     IntArray,
+    Neighbours,
     RankingModel,
     Repurchase,
     Vector,
@@ -82,9 +84,9 @@ def build_profile(
     history of a known shopper and are not counted twice. `live_count` is how many
     interactions the shopper made live (it moves the tier; for a known shopper only the
     live ones after `trained_until` add to the trained count). Ages count back from the
-    shopper's latest interaction (at most `now`): what matters is the order of their
-    interests, and a shopper back after a year (or a replay of old data) must not decay
-    to nothing."""
+    model's end of data or the shopper's latest interaction, whichever is later (at most
+    `now`), as training counted them: a model served long after its data (a replay of old
+    data, an export) must not decay every profile to nothing."""
     settings = model.settings
     # (item position, interest, purchases, time) per interaction or trained pair
     entries: list[tuple[int, float, float, float]] = []
@@ -113,7 +115,8 @@ def build_profile(
     if known is not None:
         # Their live count includes what training saw: only what came after counts again.
         count += since - live_count
-    reference = min(now, max((e[3] for e in entries), default=now))
+    latest = max((e[3] for e in entries), default=now)
+    reference = min(now, max(latest, model.trained_until))
     interest: dict[int, float] = {}
     bought: dict[int, float] = {}
     for j, weight, purchases, ts in entries:
@@ -246,3 +249,71 @@ def lead_of(tier: Tier, blend: Blend) -> str:
     if any(weights.get(n, 0) > 0 for n in names):
         return lead
     return max(weights, key=lambda n: weights[n]) if weights else lead
+
+
+# Item-item neighbour tables a similar list blends, each scaled per item to a maximum of 1
+# and weighed alike: behaviour (collaborative) where the model has it, and content, which
+# is all a new item has.
+SIMILAR_TABLES = ("ease", "itemknn", "content")
+
+
+def similar_items(model: RankingModel, item_id: str, k: int) -> list[ScoredItem]:
+    """The `k` items most similar to `item_id` (none if the model does not know it),
+    never the item itself, nothing scored 0, scores relative to the best."""
+    j = model.index.get(item_id)
+    if j is None:
+        return []
+    return similar_rows(model, np.array([j], dtype=np.int32), k)[0]
+
+
+def similar_rows(model: RankingModel, rows: IntArray, k: int) -> list[list[ScoredItem]]:
+    """`similar_items` for many item positions at once: a few sorts over all their
+    neighbours rather than a Python loop per item (a catalog takes seconds, not minutes)."""
+    n, tables = model.n_items, _similar_tables(model)
+    if not tables or len(rows) == 0:
+        return [[] for _ in rows]
+    keys, weights = zip(*(_scaled_neighbours(t, rows, n) for t in tables), strict=True)
+    # Sum each (row, neighbour) pair over the tables: sort by pair, add up the runs.
+    key, weight = np.concatenate(keys), np.concatenate(weights)
+    by_pair = np.argsort(key)
+    key, weight = key[by_pair], weight[by_pair]
+    first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    pair, score = key[first], np.add.reduceat(weight, first)
+    owner, other = pair // n, pair % n
+    # Per row best first, ties in item order (pairs are sorted; a stable sort keeps it).
+    # A summed score is at most len(tables), so rows never interleave.
+    order = np.argsort(owner * (len(tables) + 1) - score, kind="stable")
+    owner, other, score = owner[order], other[order], score[order]
+    starts = np.searchsorted(owner, np.arange(len(rows) + 1))
+    rank = np.arange(len(owner)) - starts[owner]
+    top = rank < k
+    relative = np.round(score / score[starts[owner]], 6)
+    ids, scores = other[top].tolist(), relative[top].tolist()
+    bounds = np.searchsorted(owner[top], np.arange(len(rows) + 1)).tolist()
+    return [
+        [
+            ScoredItem(model.item_ids[j], s)
+            for j, s in zip(ids[a:b], scores[a:b], strict=True)
+            if s > 0
+        ]
+        for a, b in pairwise(bounds)
+    ]  # as in `top_k`: a score too small to survive rounding is no score
+
+
+def _similar_tables(model: RankingModel) -> list[Neighbours]:
+    found = (model.content if n == "content" else model.neighbours.get(n) for n in SIMILAR_TABLES)
+    return [t for t in found if t is not None]
+
+
+def _scaled_neighbours(
+    table: Neighbours, rows: IntArray, n: int
+) -> tuple[npt.NDArray[np.int64], Vector]:
+    """Each row's positive neighbours other than itself, as keys `row * n + neighbour`
+    (`row`: position in `rows`), with weights scaled to a maximum of 1 per row."""
+    idx = table.index[rows].astype(np.int64)
+    w = table.weight[rows].astype(np.float64)
+    keep = (idx >= 0) & (w > 0) & (idx != rows[:, None])
+    w = np.where(keep, w, 0.0)
+    top = w.max(axis=1, initial=0.0)
+    owner, col = np.nonzero(keep)
+    return owner * n + idx[owner, col], w[owner, col] / top[owner]

@@ -38,6 +38,16 @@ class RecommendationCache(Protocol):
         their items are sold out, fetched together."""
         ...
 
+    def write_similar(self, lists: Sequence[tuple[str, RecommendationList]]) -> None:
+        """Store each item's similar items (item id -> its list), kept for the
+        last-known-good TTL; a new write for an item replaces its list."""
+        ...
+
+    def read_similar(self, item_id: str) -> tuple[RecommendationList | None, frozenset[str]]:
+        """An item's similar list (None if none is stored) and which of its items are sold
+        out, fetched together."""
+        ...
+
     def list_age(self, key: ListKey) -> float | None:
         """Seconds since the fresh list for `key` was written, or None if there is none."""
         ...

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 CO_OCCURRENCE_WINDOW = 5  # an interaction counts together with this many recent items
 IDLE_POLL_S = 0.1  # how long one poll waits for a first record when the stream is quiet
+SIMILAR_REFRESH_S = 6 * 3600.0  # similar lists are rewritten well within the LKG TTL
 REPUBLISH_FLUSH_S = 10.0  # how long a batch waits for its republished item events
 
 
@@ -112,6 +113,7 @@ class Processor:
         self._pending_segments: set[str] = {GLOBAL_SEGMENT}
         self._last_popular = 0.0
         self._model_loads = 0
+        self._similar_written = time.monotonic()
         self.stats = ProcessorStats()
 
     @property
@@ -313,15 +315,12 @@ class Processor:
 
     def _refresh_popular(self) -> None:
         now = self._clock.now()
+        self._refresh_model_lists()
         if (
             not self._pending_segments
             or now - self._last_popular < self._settings.popular_refresh_s
         ):
             return
-        if self._ranking.stats.model_loads != self._model_loads:
-            # A new model: its trained popularity tops up every popular list.
-            self._model_loads = self._ranking.stats.model_loads
-            self._pending_segments |= {GLOBAL_SEGMENT, *self._ranking.trained_segments()}
         for segment in sorted(self._pending_segments):
             size = self._settings.list_size
             live = self._state.popular(segment, size * 2)
@@ -334,6 +333,22 @@ class Processor:
             self._cache.write_popular(segment, rec)
         self._pending_segments = set()
         self._last_popular = now
+
+    def _refresh_model_lists(self) -> None:
+        """On a new model (or every `SIMILAR_REFRESH_S`, before the cached copies expire):
+        its similar items per item, for product pages, written in chunks so each cache
+        write stays short; and its trained popularity, which tops up every popular list.
+        The load counts as seen only once written: a failed write is tried again."""
+        loads = self._ranking.stats.model_loads
+        due = time.monotonic() - self._similar_written > SIMILAR_REFRESH_S
+        if loads == self._model_loads and not (due and self._ranking.model is not None):
+            return
+        for chunk in self._ranking.similar_chunks(self._settings.list_size):
+            self._cache.write_similar(chunk)
+        self._similar_written = time.monotonic()
+        if loads != self._model_loads:
+            self._model_loads = loads
+            self._pending_segments |= {GLOBAL_SEGMENT, *self._ranking.trained_segments()}
 
 
 class ProcessorRunner:

@@ -22,8 +22,8 @@ import numpy as np
 from shopper.domain.model import RankingModel
 from shopper.domain.ranking import RankingParams, rerank_with_session, session_strengths
 from shopper.domain.recommendation import DEFAULT_VARIANT, RecommendationList, ScoredItem, Source
-from shopper.domain.recommender import LiveInteraction, build_profile, recommend
-from shopper.domain.segment import GLOBAL_SEGMENT, popularity_segments
+from shopper.domain.recommender import LiveInteraction, build_profile, recommend, similar_rows
+from shopper.domain.segment import GLOBAL_SEGMENT, hour_segment, popularity_segments
 from shopper.domain.session import SessionState
 from shopper.domain.trending import trending_scores
 from shopper.ports.cache import ListKey, RecommendationCache
@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 BASELINE = "baseline"
 SESSION_GAP_S = 1800.0  # interactions this close to the last one are "this session"
+SIMILAR_MODEL = "similar"  # the `model` recorded on similar lists
+SIMILAR_CHUNK = 1000  # items per similar-list chunk: one short cache write each
 TRENDING_CANDIDATES = 100  # live top items checked for a trend
 YIELD_EVERY_S = 0.002  # ranking hands the GIL to page reads at least this often
 
@@ -128,6 +130,33 @@ class RankingStage:
                 seen.add(item)
         return out
 
+    def similar_lists(self, k: int) -> list[tuple[str, RecommendationList]]:
+        """Every item of the served model with its `k` most similar items (none without a
+        model). Sold-out items are left in: the page filters them at read time."""
+        return [entry for chunk in self.similar_chunks(k) for entry in chunk]
+
+    def similar_chunks(
+        self, k: int, size: int = SIMILAR_CHUNK
+    ) -> Iterator[list[tuple[str, RecommendationList]]]:
+        """`similar_lists` `size` items at a time, so a large catalog is never held whole
+        and page reads get the GIL between chunks."""
+        model = self._model
+        if model is None:
+            return
+        now = self._clock.now()
+        for start in range(0, model.n_items, size):
+            rows = np.arange(start, min(start + size, model.n_items), dtype=np.int32)
+            chunk = []
+            for j, items in zip(rows.tolist(), similar_rows(model, rows, k), strict=True):
+                item = model.item_ids[j]
+                rec = RecommendationList(
+                    tuple(items), DEFAULT_VARIANT, Source.SIMILAR, now, f"similar:{item}",
+                    "", SIMILAR_MODEL,
+                )  # fmt: skip
+                chunk.append((item, rec))
+            yield chunk
+            time.sleep(0)  # hand the GIL to a waiting page read (see `_yielding`)
+
     def rank(self, sessions: Sequence[SessionState]) -> list[tuple[ListKey, RecommendationList]]:
         """A list per shopper, without sold-out items."""
         self.refresh_model()
@@ -157,6 +186,7 @@ class RankingStage:
         # Scored first with room to spare, then one stock look-up for the whole batch.
         size = self._settings.list_size
         boost = self._trending(model)
+        hour = hour_segment(now)
         ranked = []
         for session in _yielding(sessions):
             profile = build_profile(
@@ -165,7 +195,7 @@ class RankingStage:
                 now,
                 live=live_interactions(session),
                 live_count=session.interactions,
-                segments=popularity_segments(session.country, session.device),
+                segments=[*popularity_segments(session.country, session.device), hour],
                 cart=session.cart,
                 viewed=viewed_this_session(session),
                 reshow_viewed=self._settings.reshow_viewed,

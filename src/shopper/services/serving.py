@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from shopper.domain.event import subject_key
 from shopper.domain.recommendation import (
@@ -52,6 +52,19 @@ class RecommendationReader:
         if chosen is None:
             return RecommendationList((), DEFAULT_VARIANT, Source.POPULAR, self._clock.now(), "")
         return chosen
+
+    def similar(self, item_id: str, k: int) -> RecommendationList:
+        """The item's `k` most similar items in stock. Always answers: an item without a
+        similar list (unknown, or no model yet) or a cache outage gets an empty list."""
+        try:
+            ranked, sold_out = self._cache.read_similar(item_id)
+        except Exception:  # never an error on the page: an empty list is an answer
+            self._log_outage()
+            ranked = None
+        if ranked is None:
+            return RecommendationList((), DEFAULT_VARIANT, Source.SIMILAR, self._clock.now(), "")
+        shown = ranked.without(sold_out)
+        return replace(shown, items=shown.items[:k])
 
     def _log_outage(self) -> None:
         # Nothing is shown rather than anything stale: without the cache, the live stock

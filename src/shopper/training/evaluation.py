@@ -18,6 +18,7 @@ import pandas as pd
 
 from shopper.domain.model import Blend, RankingModel, Repurchase
 from shopper.domain.recommender import Ranked, build_profile, recommend
+from shopper.domain.segment import hour_segment
 from shopper.domain.tier import Tier
 from shopper.training.data import Interactions
 
@@ -88,7 +89,7 @@ def targets(train: Interactions, window: pd.DataFrame, repurchase: Repurchase) -
     bought_before = (
         train.events[train.events.purchase].groupby("subject").item_id.agg(set).to_dict()
     )
-    first = window.sort_values("ts").groupby("subject")[["country", "device", "referrer"]].first()
+    first = window.sort_values("ts").groupby("subject").head(1).set_index("subject")
     out = []
     for subject, items in hits.groupby("subject").item_id:
         relevant = set(items) & known
@@ -100,7 +101,7 @@ def targets(train: Interactions, window: pd.DataFrame, repurchase: Repurchase) -
                 f"{dim}:{str(ctx[dim]).lower()}"
                 for dim in ("country", "device", "referrer")
                 if ctx is not None and isinstance(ctx[dim], str) and ctx[dim]
-            )
+            ) + ((hour_segment(float(ctx["ts"])),) if ctx is not None else ())
             out.append(Target(str(subject), frozenset(relevant), segs))
     return sorted(out, key=lambda t: t.subject)
 

@@ -27,12 +27,12 @@ from shopper.domain.model import (
     Repurchase,
     decay,
 )
+from shopper.domain.segment import hour_segment
 from shopper.domain.tier import DEFAULT_THRESHOLDS, Tier, TierThresholds
 from shopper.training.data import Interactions
 
 Progress = Callable[[str], None]
 MIN_SEGMENT_EVENTS = 20
-HOUR_BUCKETS = ((0, 6, "0-5"), (6, 12, "6-11"), (12, 18, "12-17"), (18, 24, "18-23"))
 
 # Until tuned: each tier led by its own model.
 DEFAULT_BLENDS: Mapping[Tier, Mapping[str, float]] = {
@@ -93,11 +93,9 @@ def fit(
         (np.ones(len(pairs), np.float32), (rows, cols)), shape=(n_users, n_items)
     )
     half_life = settings.interest_half_life_days * DAY_S
-    # The same strength a shopper's profile has when served (`build_profile`): ages count
-    # back from the shopper's own latest interaction.
-    latest = pairs.groupby("subject")["last"].transform("max").to_numpy()
+    # The same strength a shopper's profile has when served (`build_profile`).
     strength = np.log1p(pairs.interest.to_numpy()) * decay(
-        latest - pairs["last"].to_numpy(), half_life
+        as_of - pairs["last"].to_numpy(), half_life
     )
     weighted = sp.csr_matrix((strength.astype(np.float32), (rows, cols)), shape=binary.shape)
     empty = Neighbours.empty(n_items)
@@ -187,14 +185,13 @@ def _histories(
 
 def event_segments(events: pd.DataFrame) -> dict[str, pd.Series]:
     """Each event's segment per dimension (`country:gb`, ..., `hour:18-23`)."""
-    hours = pd.to_datetime(events.ts, unit="s").dt.hour
-    bucket = pd.cut(hours, [b[0] for b in HOUR_BUCKETS] + [24], right=False,
-                    labels=[b[2] for b in HOUR_BUCKETS])  # fmt: skip
     out = {
-        dim: ("" + dim + ":" + events[dim].str.lower()).where(events[dim].notna())
+        dim: (dim + ":" + events[dim].str.lower()).where(events[dim].notna())
         for dim in ("country", "device", "referrer")
     }
-    out["hour"] = "hour:" + bucket.astype(str)
+    hours = (events.ts // 3600 % 24).astype(int)
+    labels = {h: hour_segment(h * 3600.0) for h in range(24)}
+    out["hour"] = hours.map(labels)
     return out
 
 

@@ -30,6 +30,7 @@ from shopper.training.fit import DEFAULT_BLENDS, DEFAULT_SETTINGS, FitSettings, 
 WEIGHT_GRID = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 ASCENT_ROUNDS = 2
 MIN_RELATIVE_GAIN = 0.01
+BLEND_WINDOWS = 2  # validation windows the blends are tuned on
 
 
 @dataclass
@@ -146,34 +147,47 @@ def tune(
     settings = replace(settings, segment_weight=seg)
     model = _segment_weight(model, seg)
     step("tuning: blends")
+    # Blends are tuned on more shoppers than one window holds: the window before it too,
+    # with models fitted on what precedes it (small tiers overfit a single window).
+    rounds = [(model, tests)]
+    for _ in range(BLEND_WINDOWS - 1):
+        fit_part, window, _ = time_split(fit_part, days or validation_days(data))
+        earlier = targets(fit_part, window, repurchase)
+        if not earlier or fit_part.events.empty:
+            break
+        rounds.append((fit(fit_part, settings, repurchase, thresholds), earlier))
     blends = {}
     for tier in Tier:
-        who = [t for t in tests if _tier(model, t) is tier]
-        blends[tier], report[f"blend {tier.value}"] = tune_blend(model, who, tier, k)
+        who = [(m, [t for t in ts if _tier(m, t) is tier]) for m, ts in rounds]
+        blends[tier], report[f"blend {tier.value}"] = tune_blend(who, tier, k)
     return Tuned(settings, blends, report, time.perf_counter() - started)
 
 
 def tune_blend(
-    model: RankingModel, tests: Sequence[Target], tier: Tier, k: int
+    rounds: Sequence[tuple[RankingModel, Sequence[Target]]], tier: Tier, k: int
 ) -> tuple[Blend, dict[str, Any]]:
-    """Coordinate ascent over `WEIGHT_GRID` per component, from the best single one; the
-    tier's lead model keeps a weight above 0."""
-    names = _components(model, tier)
-    if not tests or len(names) == 1:
+    """Coordinate ascent over `WEIGHT_GRID` per component, from the best single one, on the
+    shoppers of every (model, validation shoppers) round; the tier's lead model keeps a
+    weight above 0."""
+    names = _components(rounds[0][0], tier)
+    shoppers = sum(len(ts) for _, ts in rounds)
+    if not shoppers or len(names) == 1:
         lead = _lead_names(tier, names)[0]
         weights = {n: (1.0 if n == lead else 0.0) for n in names}
-        return Blend(weights), {"validation_shoppers": len(tests), "weights": weights}
-    now = model.trained_until
-    young = young_items(model, now)
+        return Blend(weights), {"validation_shoppers": shoppers, "weights": weights}
     cases = []
-    for t in tests:
-        profile = build_profile(model, t.subject, now, segments=t.segments)
-        cases.append((component_scores(model, profile, names), profile.hidden, t.relevant))
+    for model, tests in rounds:
+        now = model.trained_until
+        young = young_items(model, now)
+        for t in tests:
+            profile = build_profile(model, t.subject, now, segments=t.segments)
+            comps = component_scores(model, profile, names)
+            cases.append((model, young, comps, profile.hidden, t.relevant))
 
     def score(weights: Mapping[str, float]) -> float:
         blend = Blend(dict(weights))
         total = 0.0
-        for comps, hidden, relevant in cases:
+        for model, young, comps, hidden, relevant in cases:
             ranked = top_k(model, blend_scores(comps, blend, young), k, hidden)
             total += sum(1 for s in ranked if s.item_id in relevant) / len(relevant)
         return total / len(cases)
@@ -195,7 +209,7 @@ def tune_blend(
                 if result > best * (1 + MIN_RELATIVE_GAIN) + 1e-9:
                     best, weights = result, trial
     return Blend(weights), {
-        "validation_shoppers": len(tests),
+        "validation_shoppers": shoppers,
         "single_models": {n: round(v, 4) for n, v in singles.items()},
         "weights": weights,
         "recall": round(best, 4),
