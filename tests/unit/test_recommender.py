@@ -3,7 +3,6 @@ segments, no padding, what is never shown, new items, cold start and the ALS fol
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -11,7 +10,6 @@ import implicit.als
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from threadpoolctl import threadpool_limits
 
 from shopper.domain.model import Blend, Popularity, RankingModel, Repurchase
 from shopper.domain.recommender import (
@@ -41,13 +39,7 @@ from tests.model_factories import (
     two_taste_shop,
 )
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One BLAS and OpenMP thread, as `make` sets: implicit's ALS uses every core by default,
-    and on a few dozen shoppers on a busy machine that is a hundred times slower."""
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 K = 10

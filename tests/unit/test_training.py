@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 
 from shopper.domain.model import RankingModel, Repurchase
 from shopper.domain.tier import LEAD_MODEL, Tier
@@ -28,13 +26,7 @@ from tests.model_factories import (
     two_taste_shop,
 )
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One BLAS and OpenMP thread, as `make` sets: implicit's ALS uses every core by default,
-    and on a few dozen shoppers on a busy machine that is a hundred times slower."""
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 COLLABORATIVE = {"ease", "itemknn", "als"}

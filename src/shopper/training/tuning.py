@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from shopper.domain.model import COLLABORATIVE, Blend, RankingModel, Repurchase
 from shopper.domain.recommender import (
     blend_scores,
@@ -29,8 +31,10 @@ from shopper.training.fit import DEFAULT_BLENDS, DEFAULT_SETTINGS, FitSettings, 
 
 WEIGHT_GRID = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 ASCENT_ROUNDS = 2
-MIN_RELATIVE_GAIN = 0.01
-BLEND_WINDOWS = 2  # validation windows the blends are tuned on
+MIN_RELATIVE_GAIN = 0.01  # a step of the ascent must gain this much
+SIGNIFICANCE = 2.0  # standard errors the blend must beat the best single model by (paired)
+MIN_BLEND_SHOPPERS = 300  # a tier with fewer in the validation window borrows the one before
+LEAD_FLOOR = 0.1  # the least weight of a tier's lead model
 
 
 @dataclass
@@ -147,20 +151,45 @@ def tune(
     settings = replace(settings, segment_weight=seg)
     model = _segment_weight(model, seg)
     step("tuning: blends")
-    # Blends are tuned on more shoppers than one window holds: the window before it too,
-    # with models fitted on what precedes it (small tiers overfit a single window).
-    rounds = [(model, tests)]
-    for _ in range(BLEND_WINDOWS - 1):
-        fit_part, window, _ = time_split(fit_part, days or validation_days(data))
-        earlier = targets(fit_part, window, repurchase)
-        if not earlier or fit_part.events.empty:
-            break
-        rounds.append((fit(fit_part, settings, repurchase, thresholds), earlier))
+    latest = [(model, tests)]
+    earlier: list[tuple[RankingModel, list[Target]]] | None = None
     blends = {}
     for tier in Tier:
-        who = [(m, [t for t in ts if _tier(m, t) is tier]) for m, ts in rounds]
+        who = [(m, [t for t in ts if _tier(m, t) is tier]) for m, ts in latest]
+        if len(who[0][1]) < MIN_BLEND_SHOPPERS and len(_components(model, tier)) > 1:
+            # A small tier overfits one window: the window before it joins, with models
+            # fitted on what precedes it (fitted once, for every small tier).
+            if earlier is None:
+                earlier = _earlier_round(fit_part, days or validation_days(data), settings,
+                                         repurchase, thresholds)  # fmt: skip
+            who += [(m, [t for t in ts if _tier(m, t) is tier]) for m, ts in earlier]
         blends[tier], report[f"blend {tier.value}"] = tune_blend(who, tier, k)
     return Tuned(settings, blends, report, time.perf_counter() - started)
+
+
+def earns_its_place(trial: np.ndarray, current: np.ndarray) -> bool:
+    """Whether `trial` gains recall over `current` by more than `SIGNIFICANCE` standard
+    errors of the per-shopper differences (a paired test: both lists are for the same
+    shoppers). On a few dozen shoppers a small gain is noise."""
+    diff = trial - current
+    if len(diff) < 2 or diff.mean() <= 0:
+        return False
+    se = float(diff.std(ddof=1)) / np.sqrt(len(diff))
+    return bool(diff.mean() > SIGNIFICANCE * se)
+
+
+def _earlier_round(
+    fit_part: Interactions,
+    days: float,
+    settings: FitSettings,
+    repurchase: Repurchase,
+    thresholds: TierThresholds,
+) -> list[tuple[RankingModel, list[Target]]]:
+    earlier_part, window, _ = time_split(fit_part, days)
+    tests = targets(earlier_part, window, repurchase)
+    if not tests or earlier_part.events.empty:
+        return []
+    return [(fit(earlier_part, settings, repurchase, thresholds), tests)]
 
 
 def tune_blend(
@@ -184,33 +213,43 @@ def tune_blend(
             comps = component_scores(model, profile, names)
             cases.append((model, young, comps, profile.hidden, t.relevant))
 
-    def score(weights: Mapping[str, float]) -> float:
+    def recalls(weights: Mapping[str, float]) -> np.ndarray:
         blend = Blend(dict(weights))
-        total = 0.0
-        for model, young, comps, hidden, relevant in cases:
+        out = np.empty(len(cases))
+        for n, (model, young, comps, hidden, relevant) in enumerate(cases):
             ranked = top_k(model, blend_scores(comps, blend, young), k, hidden)
-            total += sum(1 for s in ranked if s.item_id in relevant) / len(relevant)
-        return total / len(cases)
+            out[n] = sum(1 for s in ranked if s.item_id in relevant) / len(relevant)
+        return out
 
-    singles = {n: score({n: 1.0}) for n in names}
+    singles = {n: recalls({n: 1.0}) for n in names}
     leads = _lead_names(tier, names)
-    start = max(leads, key=lambda n: singles[n])
+    # From the best single model; where that is not the tier's lead (collaborative
+    # filtering can beat content after a few purchases), the lead joins at the least
+    # weight and the ascent decides how much more it earns.
+    start = max(names, key=lambda n: float(singles[n].mean()))
+    lead = max(leads, key=lambda n: float(singles[n].mean()))
     weights = {n: (1.0 if n == start else 0.0) for n in names}
-    best = singles[start]
+    if start not in leads:
+        weights[lead] = LEAD_FLOOR
+    start_weights = weights
+    base = current = recalls(weights)
     for _ in range(ASCENT_ROUNDS):
         for name in names:
             for value in WEIGHT_GRID:
                 trial = {**weights, name: value}
-                if not any(trial[n] > 0 for n in leads) or trial == weights:
+                if max(trial[n] for n in leads) < LEAD_FLOOR or trial == weights:
                     continue
-                result = score(trial)
-                # A change must earn its place: on a few hundred shoppers, smaller gains
-                # are noise, and chasing them overfits the validation window.
-                if result > best * (1 + MIN_RELATIVE_GAIN) + 1e-9:
-                    best, weights = result, trial
+                result = recalls(trial)
+                if result.mean() > current.mean() * (1 + MIN_RELATIVE_GAIN) + 1e-9:
+                    current, weights = result, trial
+    if not earns_its_place(current, base):
+        # The blend found is not clearly better than the best single model on these
+        # shoppers: serve that model (a small tier's blend mostly fits noise).
+        weights, current = start_weights, base
+    best = float(current.mean())
     return Blend(weights), {
         "validation_shoppers": shoppers,
-        "single_models": {n: round(v, 4) for n, v in singles.items()},
+        "single_models": {n: round(float(v.mean()), 4) for n, v in singles.items()},
         "weights": weights,
         "recall": round(best, 4),
     }
