@@ -52,6 +52,9 @@ class KafkaEventLog:
         self._closed = False
         self.failed = 0  # records the broker never took and the disk spool did not keep
         self.spooled = 0  # records the broker never took, kept in the disk spool
+        self._counts = threading.Lock()  # reports arrive on whichever thread polls
+        self._produced = 0
+        self._reported = 0
         self.resent = 0  # records sent again from the disk spool
         self._disk = (
             DiskSpool(settings.spool_dir, settings.spool_max_kbytes * 1024)
@@ -88,7 +91,10 @@ class KafkaEventLog:
 
     def delivery_stats(self) -> dict[str, int]:
         return {
-            "waiting": 0 if self._closed else len(self._producer),
+            # Records produced and not yet reported on (len(producer) would also count
+            # the client's own protocol requests, e.g. metadata retries while the broker
+            # is away).
+            "waiting": 0 if self._closed else self._produced - self._reported,
             "kept_on_disk": self.spooled,
             "sent_again": self.resent,
             "lost": self.failed,
@@ -126,8 +132,12 @@ class KafkaEventLog:
 
     def _produce(self, topic: str, key: str, value: bytes) -> None:
         self._producer.produce(topic, value, key.encode(), on_delivery=self._delivered)
+        with self._counts:
+            self._produced += 1
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        with self._counts:
+            self._reported += 1
         if err is None:
             return
         record = SpooledRecord(msg.topic() or "", msg.key() or b"", msg.value() or b"")

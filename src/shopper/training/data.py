@@ -56,8 +56,13 @@ class Interactions:
         return float(self.events.ts.min()), float(self.events.ts.max())
 
     def before(self, cut: float) -> Interactions:
-        """Only the events before `cut` (the catalog stays: items may be listed early)."""
-        return Interactions(self.events[self.events.ts < cut], self.catalog)
+        """Only the events before `cut`. The catalog stays (items may be listed early), but
+        a listing time from `cut` on is not known yet: kept, it would mark the items that
+        start selling after `cut` as new listings, telling the model the future."""
+        listed = self.catalog.listed_at.where(self.catalog.listed_at < cut)
+        return Interactions(
+            self.events[self.events.ts < cut], self.catalog.assign(listed_at=listed)
+        )
 
     def between(self, start: float, end: float) -> pd.DataFrame:
         ev = self.events
