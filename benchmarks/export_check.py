@@ -8,12 +8,12 @@ the two commands run as a user runs them; and recall@20 of the exported lists ov
 window (shoppers with history, relevant = bought in the window and not before) is compared
 with `shopper evaluate --dataset PATH`'s recall of `shopper` over the tiers 1-9 and 10+.
 
-They differ a little by design: `export` ranks at wall time (`evaluate` at the end of
-training), from each shopper's latest trained context (`evaluate`: their first in the test
-window), and canonical files carry no listing time, so the data set reader's first-sale
-dates (which mark items first sold in the test window as new) are absent. The same model's
-recall at the end of training (`served_recall_same_model`) separates those effects from
-any difference between the two readers.
+Where they may differ: `export` ranks at wall time (`evaluate` at the end of training),
+from each shopper's latest trained context (`evaluate`: their first in the test window), and
+canonical files here carry no listing time (the data set reader's first-sale dates stand in
+for one). `served_recall_same_model`, the exported model measured as `evaluate` measures,
+tells the export's own effects apart from any difference between the two ways of reading
+the data.
 """
 
 from __future__ import annotations
