@@ -399,8 +399,15 @@ def test_fold_in_of_no_history_scores_nothing(model: RankingModel) -> None:
 # --- the model a list is credited to -------------------------------------------------------
 
 
-def test_a_list_is_credited_to_the_heaviest_model_when_the_lead_has_no_weight() -> None:
+def test_a_list_is_credited_to_the_family_with_the_heaviest_weight() -> None:
     tuned = Blend({"content": 0.0, "popularity": 0.5, "als": 0.25})
     assert lead_of(Tier.FEW, tuned) == "popularity"
-    assert lead_of(Tier.MANY, tuned) == "collaborative"
-    assert lead_of(Tier.FEW, Blend({"content": 0.1, "popularity": 4.0})) == "content"
+    assert lead_of(Tier.MANY, tuned) == "popularity"
+    # EASE, item-kNN and ALS count together as collaborative filtering.
+    both = Blend({"ease": 0.3, "als": 0.3, "content": 0.5})
+    assert lead_of(Tier.FEW, both) == "collaborative"
+    assert lead_of(Tier.FEW, Blend({"content": 0.1, "popularity": 4.0})) == "popularity"
+    assert lead_of(Tier.FEW, Blend({"own": 1.0, "als": 0.5})) == "own_history"
+    # A tie, or nothing weighed, goes to the tier's lead.
+    assert lead_of(Tier.FEW, Blend({"content": 1.0, "ease": 1.0})) == "content"
+    assert lead_of(Tier.MANY, Blend({})) == "collaborative"

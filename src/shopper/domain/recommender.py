@@ -241,14 +241,20 @@ def top_k(
 
 
 def lead_of(tier: Tier, blend: Blend) -> str:
-    """Which model made the list: the tier's lead, or the heaviest component if the
-    tuned blend gave the lead no weight."""
+    """Which model made the list: the family of the blend's heaviest weight (`popularity`,
+    `content`, `collaborative` for EASE, item-kNN and ALS, `own_history`); the tier's
+    lead model on a tie or an empty blend."""
+    totals: dict[str, float] = {}
+    for name, w in blend.active():
+        family = FAMILY.get(name, name)
+        totals[family] = totals.get(family, 0.0) + w
     lead = LEAD_MODEL[tier]
-    weights = dict(blend.active())
-    names = COLLABORATIVE if lead == "collaborative" else (lead,)
-    if any(weights.get(n, 0) > 0 for n in names):
+    if not totals or totals.get(lead, 0.0) >= max(totals.values()):
         return lead
-    return max(weights, key=lambda n: weights[n]) if weights else lead
+    return max(totals, key=lambda f: totals[f])
+
+
+FAMILY = {**dict.fromkeys(COLLABORATIVE, "collaborative"), "own": "own_history"}
 
 
 # Item-item neighbour tables a similar list blends, each scaled per item to a maximum of 1

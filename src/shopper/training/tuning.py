@@ -34,7 +34,6 @@ ASCENT_ROUNDS = 2
 MIN_RELATIVE_GAIN = 0.01  # a step of the ascent must gain this much
 SIGNIFICANCE = 2.0  # standard errors the blend must beat the best single model by (paired)
 MIN_BLEND_SHOPPERS = 300  # a tier with fewer in the validation window borrows the one before
-LEAD_FLOOR = 0.1  # the least weight of a tier's lead model
 
 
 @dataclass
@@ -222,22 +221,19 @@ def tune_blend(
         return out
 
     singles = {n: recalls({n: 1.0}) for n in names}
+    # From the best single model of the tier, its lead model on a tie: the one the data
+    # supports best (on UCI collaborative filtering beats content after one purchase).
+    # Every list records which model leads it.
     leads = _lead_names(tier, names)
-    # From the best single model; where that is not the tier's lead (collaborative
-    # filtering can beat content after a few purchases), the lead joins at the least
-    # weight and the ascent decides how much more it earns.
-    start = max(names, key=lambda n: float(singles[n].mean()))
-    lead = max(leads, key=lambda n: float(singles[n].mean()))
+    start = max(names, key=lambda n: (float(singles[n].mean()), n in leads))
     weights = {n: (1.0 if n == start else 0.0) for n in names}
-    if start not in leads:
-        weights[lead] = LEAD_FLOOR
     start_weights = weights
     base = current = recalls(weights)
     for _ in range(ASCENT_ROUNDS):
         for name in names:
             for value in WEIGHT_GRID:
                 trial = {**weights, name: value}
-                if max(trial[n] for n in leads) < LEAD_FLOOR or trial == weights:
+                if not any(w > 0 for w in trial.values()) or trial == weights:
                     continue
                 result = recalls(trial)
                 if result.mean() > current.mean() * (1 + MIN_RELATIVE_GAIN) + 1e-9:
