@@ -234,10 +234,10 @@ def top_k(
         return []
     top = np.argpartition(-scores, take - 1)[:take]
     top = top[np.lexsort((top, -scores[top]))]
-    top_score = float(scores[top[0]])
-    ranked = [ScoredItem(model.item_ids[j], round(float(scores[j]) / top_score, 6)) for j in top]
+    relative = np.round(scores[top] / scores[top[0]], 6).tolist()
+    ids = model.item_ids
     # A score too small to survive the rounding is no score: a list is never padded with 0s.
-    return [s for s in ranked if s.score > 0]
+    return [ScoredItem(ids[j], v) for j, v in zip(top.tolist(), relative, strict=True) if v > 0]
 
 
 def lead_of(tier: Tier, blend: Blend) -> str:
