@@ -257,6 +257,26 @@ def test_an_item_without_a_similar_list_reads_none(
     assert cache.read_similar("shoe-1") == (None, frozenset())
 
 
+def test_read_page_brings_the_page_items_similar_list_in_the_same_read(
+    cache: RecommendationCache,
+) -> None:
+    cache.write_lists([(ALICE, ranked(["a", "b"]))])
+    cache.write_popular("global", ranked(["g1"], Source.POPULAR, "popular:global"))
+    cache.write_similar([("shoe-1", similar("shoe-1", ["shoe-2", "shoe-3"]))])
+    cache.set_stock(gone("shoe-3"))
+
+    page = cache.read_page(ALICE, ["country:de", "global"], context_item="shoe-1")
+    assert page.similar is not None and page.similar.item_ids() == ["shoe-2", "shoe-3"]
+    assert [p.list_id for p in page.popular] == ["popular:global"]
+    assert_page_list(page, "list-1")
+    assert page.sold_out == {"shoe-3"}
+    # Without an item on the page, or for an item with no list, there is none.
+    assert cache.read_page(ALICE, ["global"]).similar is None
+    unknown = cache.read_page(None, ["global"], context_item="nobody-knows")
+    assert unknown.similar is None
+    assert [p.list_id for p in unknown.popular] == ["popular:global"]
+
+
 # Redis only: storage, expiry in Redis itself, round trips.
 
 

@@ -11,8 +11,35 @@ def page(
     lkg: RecommendationList | None = None,
     popular_lists: tuple[RecommendationList, ...] = (),
     sold_out: frozenset[str] = frozenset(),
+    similar: RecommendationList | None = None,
 ) -> PageRead:
-    return PageRead(fresh, lkg, popular_lists, sold_out)
+    return PageRead(fresh, lkg, popular_lists, sold_out, similar)
+
+
+def similar_to(item: str, *items: str | tuple[str, float]) -> RecommendationList:
+    return ranked(*items, source=Source.SIMILAR, list_id=f"similar:{item}")
+
+
+def test_the_item_on_the_page_drives_the_shoppers_list() -> None:
+    own = ranked(("a", 1.0), ("b", 0.8), ("c", 0.6))
+    shoe = similar_to("shoe-1", ("c", 1.0), ("s2", 0.9))
+    chosen = choose_list(page(own, similar=shoe), k=4, exclude=["shoe-1"])
+    assert chosen is not None
+    # c is both the shopper's and like the page's item: it leads; s2 joins the list.
+    assert chosen.item_ids() == ["c", "a", "s2", "b"]
+    assert [s.score for s in chosen.items] == [0.8, 0.5, 0.45, 0.4]
+    assert chosen.source is Source.PERSONALIZED and chosen.list_id == own.list_id
+
+
+def test_a_shopper_without_a_list_gets_the_page_items_similar_list() -> None:
+    shoe = similar_to("shoe-1", "s2", "s3", "s4")
+    chosen = choose_list(
+        page(similar=shoe, popular_lists=(popular("global", "g1"),), sold_out=frozenset({"s3"})),
+        k=4,
+    )
+    assert chosen is not None
+    assert chosen.item_ids() == ["s2", "s4", "g1"]  # sold-out s3 gone, topped up by popularity
+    assert chosen.source is Source.SIMILAR
 
 
 def test_fresh_list_wins_over_last_known_good_and_popularity() -> None:

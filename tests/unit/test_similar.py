@@ -185,3 +185,15 @@ def test_openapi_documents_the_similar_route(http: httpx.Client) -> None:
     route = doc["paths"]["/v1/items/{item_id}/similar"]["get"]
     assert "never an error" in route["responses"]["200"]["description"]
     assert {p["name"] for p in route["parameters"]} == {"item_id", "k"}
+
+
+def test_a_product_page_without_a_shopper_list_shows_items_like_it(
+    system: System, store: InMemoryModelStore, http: httpx.Client
+) -> None:
+    promote_and_process(system, store)
+    like_it = ids(similar_of(http, "sku-1"))
+    params = {"session_id": "newcomer", "context_item": "sku-1", "k": 5}
+    body = http.get("/v1/recommendations", params=params).json()
+    assert body["source"] == "similar"
+    assert ids(body) == like_it[:5]
+    assert "sku-1" not in ids(body)

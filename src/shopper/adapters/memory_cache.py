@@ -52,14 +52,19 @@ class InMemoryRecommendationCache:
         with self._lock:
             return self._sold_out.intersection(item_ids)
 
-    def read_page(self, key: ListKey | None, segments: Sequence[str]) -> PageRead:
+    def read_page(
+        self, key: ListKey | None, segments: Sequence[str], context_item: str | None = None
+    ) -> PageRead:
         now = self._clock.now()
         with self._lock:
             fresh = self._live(self._fresh, key, now, self._fresh_ttl)
             lkg = self._live(self._lkg, key, now, self._lkg_ttl)
             popular = tuple(self._popular[s] for s in segments if s in self._popular)
-            shown = {i for r in (fresh, lkg, *popular) if r is not None for i in r.item_ids()}
-            return PageRead(fresh, lkg, popular, frozenset(shown & self._sold_out))
+            entry = self._similar.get(context_item) if context_item else None
+            similar = entry[0] if entry and now - entry[1] <= self._lkg_ttl else None
+            lists = (fresh, lkg, *popular, similar)
+            shown = {i for r in lists if r is not None for i in r.item_ids()}
+            return PageRead(fresh, lkg, popular, frozenset(shown & self._sold_out), similar)
 
     def write_similar(self, lists: Sequence[tuple[str, RecommendationList]]) -> None:
         now = self._clock.now()

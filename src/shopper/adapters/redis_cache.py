@@ -241,21 +241,28 @@ class RedisRecommendationCache:
         flags = [flag for reply in pipe.execute() for flag in reply]
         return {item for item, flag in zip(wanted, flags, strict=True) if flag}
 
-    def read_page(self, key: ListKey | None, segments: Sequence[str]) -> PageRead:
+    def read_page(
+        self, key: ListKey | None, segments: Sequence[str], context_item: str | None = None
+    ) -> PageRead:
         keys = [self._sold_out_key]
         if key is not None:
             keys += [self._fresh_key(key), self._list_key(key)]
         keys += [self._popular_key(s) for s in segments]
+        if context_item:
+            keys.append(self._similar_key(context_item))  # last: its reply is the last list
         reply: list[Any] = self._read_page(
             keys=keys, args=["1" if key is not None else "0", _SOLD_OUT_CHUNK]
         )
-        fresh_marker, stored, *popular, sold = reply
+        fresh_marker, stored, *lists, sold = reply
+        # A missing list comes back as None in its place (Lua's false).
+        similar = lists.pop() if context_item and len(lists) > len(segments) else None
         lkg = decode_list(stored) if stored is not None else None
         return PageRead(
             fresh=lkg if fresh_marker else None,
             last_known_good=lkg,
-            popular=tuple(decode_list(b) for b in popular if b is not None),
+            popular=tuple(decode_list(b) for b in lists if b is not None),
             sold_out=frozenset(i.decode() for i in sold),
+            similar=decode_list(similar) if similar is not None else None,
         )
 
     def write_similar(self, lists: Sequence[tuple[str, RecommendationList]]) -> None:

@@ -50,6 +50,7 @@ class PageRead:
     last_known_good: RecommendationList | None
     popular: tuple[RecommendationList, ...]
     sold_out: frozenset[str]
+    similar: RecommendationList | None = None  # of the item on the page, if one was asked
 
 
 def choose_list(page: PageRead, k: int, exclude: Iterable[str] = ()) -> RecommendationList | None:
@@ -64,12 +65,31 @@ def choose_list(page: PageRead, k: int, exclude: Iterable[str] = ()) -> Recommen
         chosen = page.fresh.without(hidden)
     elif page.last_known_good is not None:
         chosen = replace(page.last_known_good.without(hidden), source=Source.LAST_KNOWN_GOOD)
+    similar = page.similar.without(hidden) if page.similar is not None else None
+    if similar is not None and similar.items:
+        # The item on the page drives the list for that page: blended into the shopper's
+        # own list, or, for a shopper with none yet, the list itself.
+        chosen = similar if chosen is None or not chosen.items else with_context(chosen, similar)
     fallbacks = [p.without(hidden) for p in page.popular]
     if chosen is None or not chosen.items:
         chosen = next((p for p in fallbacks if p.items), fallbacks[0] if fallbacks else None)
         if chosen is None:
             return None
     return _top_up(chosen, fallbacks, k)
+
+
+CONTEXT_WEIGHT = 0.5  # share of a page's list that the item on the page decides
+
+
+def with_context(own: RecommendationList, similar: RecommendationList) -> RecommendationList:
+    """The shopper's list re-scored with the page item's similar list: each item's score is
+    `1 - CONTEXT_WEIGHT` of its own score plus `CONTEXT_WEIGHT` of its similarity, so an
+    item both personal and similar to the page rises to the top."""
+    scores = {s.item_id: (1 - CONTEXT_WEIGHT) * s.score for s in own.items}
+    for s in similar.items:
+        scores[s.item_id] = scores.get(s.item_id, 0.0) + CONTEXT_WEIGHT * s.score
+    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    return replace(own, items=tuple(ScoredItem(i, round(v, 6)) for i, v in ranked if v > 0))
 
 
 def _top_up(

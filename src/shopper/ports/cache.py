@@ -33,9 +33,12 @@ class RecommendationCache(Protocol):
         """Which of these items the live stock set marks sold out."""
         ...
 
-    def read_page(self, key: ListKey | None, segments: Sequence[str]) -> PageRead:
-        """Fresh list, last-known-good copy, popular lists by segment, and which of all
-        their items are sold out, fetched together."""
+    def read_page(
+        self, key: ListKey | None, segments: Sequence[str], context_item: str | None = None
+    ) -> PageRead:
+        """Fresh list, last-known-good copy, popular lists by segment, the similar list of
+        the item on the page (`context_item`), and which of all their items are sold out,
+        fetched together."""
         ...
 
     def write_similar(self, lists: Sequence[tuple[str, RecommendationList]]) -> None:

@@ -43,7 +43,7 @@ class RecommendationReader:
         key = ListKey(subject, DEFAULT_VARIANT) if subject else None
         segments = popularity_segments(request.country, request.device)
         try:
-            page = self._cache.read_page(key, segments)
+            page = self._cache.read_page(key, segments, request.context_item)
         except Exception:  # never an error on the page: an empty list is an answer
             self._log_outage()
             return RecommendationList((), DEFAULT_VARIANT, Source.POPULAR, self._clock.now(), "")
