@@ -37,6 +37,7 @@ BASELINE = "baseline"
 SESSION_GAP_S = 1800.0  # interactions this close to the last one are "this session"
 SIMILAR_MODEL = "similar"  # the `model` recorded on similar lists
 SIMILAR_CHUNK = 1000  # items per similar-list chunk: one short cache write each
+SOLD_OUT_MARGIN = 10  # items scored beyond the list size, for the sold-out ones dropped
 TRENDING_CANDIDATES = 100  # live top items checked for a trend
 YIELD_EVERY_S = 0.002  # ranking hands the GIL to page reads at least this often
 
@@ -200,7 +201,7 @@ class RankingStage:
                 viewed=viewed_this_session(session),
                 reshow_viewed=self._settings.reshow_viewed,
             )
-            ranked.append(recommend(model, profile, size * 2, now, boost=boost))
+            ranked.append(recommend(model, profile, size + SOLD_OUT_MARGIN, now, boost=boost))
         candidates = {s.item_id for r in ranked for s in r.items}
         sold_out = self._cache.sold_out_among(candidates) if candidates else set()
         return [
