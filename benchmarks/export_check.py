@@ -116,22 +116,11 @@ def write_events(events: pd.DataFrame, path: Path) -> None:
 def uci_items(data_path: Path) -> pd.DataFrame:
     """Title (the first Description) and median price per StockCode, from the raw day files
     with the rows the data set reader keeps (`shopper.training.data.uci`)."""
-    from shopper.training.data import UCI_NON_PRODUCTS
+    from shopper.training.data import uci_rows
 
-    dtypes = {"InvoiceNo": str, "StockCode": str, "CustomerID": str, "Description": str}
-    files = sorted((data_path / "by-day").glob("*.csv.gz"))
-    df = pd.concat(pd.read_csv(f, dtype=dtypes) for f in files)
-    keep = (
-        ~df.InvoiceNo.str.startswith("C")
-        & (df.Quantity > 0)
-        & (df.UnitPrice > 0)
-        & ~df.StockCode.isin(UCI_NON_PRODUCTS)
-        & df.CustomerID.notna()
-    )
-    return (
-        df[keep]
-        .groupby("StockCode")
-        .agg(title=("Description", "first"), price=("UnitPrice", "median"))
+    rows = uci_rows(sorted((data_path / "by-day").glob("*.csv.gz")))
+    return rows.groupby("StockCode").agg(
+        title=("Description", "first"), price=("UnitPrice", "median")
     )
 
 

@@ -207,9 +207,8 @@ def from_dataset(path: Path, anonymous: bool = False) -> Interactions:
     )
 
 
-def uci(files: list[Path], anonymous: bool = False) -> Interactions:
-    """UCI Online Retail, cleaned: no cancellations, no non-positive quantity or price, no
-    bookkeeping codes; each invoice line is one purchase."""
+def uci_rows(files: list[Path], anonymous: bool = False) -> pd.DataFrame:
+    """The raw UCI lines that are sales of products (see `uci`), as read from the files."""
     if not files:
         raise DataError("no UCI day files (by-day/*.csv.gz)")
     dtypes = {"InvoiceNo": str, "StockCode": str, "CustomerID": str, "Description": str}
@@ -222,7 +221,13 @@ def uci(files: list[Path], anonymous: bool = False) -> Interactions:
     )
     if not anonymous:
         keep &= df.CustomerID.notna()
-    df = df[keep]
+    return df[keep]
+
+
+def uci(files: list[Path], anonymous: bool = False) -> Interactions:
+    """UCI Online Retail, cleaned: no cancellations, no non-positive quantity or price, no
+    bookkeeping codes; each invoice line is one purchase."""
+    df = uci_rows(files, anonymous)
     ts = pd.to_datetime(df.InvoiceDate).dt.tz_localize(UTC).astype("int64") // 10**9
     customer = df.CustomerID.fillna("").str.removesuffix(".0")
     subject = np.where(customer != "", "u:" + customer, "s:inv-" + df.InvoiceNo)
