@@ -320,3 +320,34 @@ def test_evaluate_reports_every_model_overall_and_per_tier(shop: ShopFiles, tmp_
         for metrics in result["tiers"].values():
             assert {"recall", "ndcg", "mrr", "coverage", "users"} <= set(metrics)
     assert report["models"]["shopper"]["overall"]["users"] > 0
+
+
+def test_train_reads_the_event_archive_by_default(shop: ShopFiles, tmp_path: Path) -> None:
+    """What the processor archived (feature store on) is what `shopper train` learns from."""
+    from shopper.adapters.parquet_event_archive import ParquetEventArchive
+    from shopper.codec import ItemIn, parse_event
+    from shopper.errors import InvalidEvent
+    from shopper.formats import read_records
+
+    archive = ParquetEventArchive(tmp_path / "features" / "archive")
+    events = []
+    for record in read_records(shop.events):
+        try:
+            events.append(parse_event(record).to_domain())
+        except InvalidEvent:  # the file's two bad records never reached an archive
+            continue
+    items = [ItemIn.model_validate(r).to_domain() for r in read_records(shop.catalog)]
+    upserts = [
+        parse_event(
+            {"event_id": f"up-{i.item_id}", "type": "item_upsert", "ts": iso(START),
+             "item": {"item_id": i.item_id, "title": i.title}}
+        ).to_domain()
+        for i in items
+    ]  # fmt: skip
+    archive.append([*upserts, *events])
+    archive.flush()
+
+    result = ok_json("train", "--json", "--data-dir", tmp_path)
+    assert result["events"] == len(events) - sum(e.is_catalog for e in events)
+    assert result["items"] == len(items)
+    assert result["skipped_records"] == 0
