@@ -103,7 +103,13 @@ class System:
             self.state,
             self.cache,
             self.clock,
-            RankingSettings(c.list_size, c.reshow_viewed, c.model_poll_s, c.trending_weight),
+            RankingSettings(
+                c.list_size,
+                c.reshow_viewed,
+                c.model_poll_s,
+                c.trending_weight,
+                c.price_drop_weight,
+            ),
             self.models,
         )
         ranking.refresh_model(force=True)

@@ -104,6 +104,12 @@ class Config(BaseModel):
         description="how much a trending item (live popularity far above its "
         "trained popularity) is lifted, as a share of a list's top score; 0: off",
     )
+    price_drop_weight: float = Field(
+        0.5,
+        ge=0,
+        description="how much a price drop lifts an item in the lists it is on "
+        "(score times 1 + weight x drop share, half off or more counting fully), for a day; 0: off",
+    )
     reshow_viewed: bool = Field(
         False, description="let items viewed this session back into the top of the list"
     )

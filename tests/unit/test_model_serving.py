@@ -184,3 +184,25 @@ def test_a_live_spike_lifts_a_trending_item_into_other_shoppers_lists(
     assert processor.ranking.stats.trending >= 1
     assert rank_of_spiked() < before
     assert rank_of_spiked() < 3
+
+
+def test_a_price_drop_lifts_an_item_the_shopper_would_see_anyway(
+    system: System, store: InMemoryModelStore
+) -> None:
+    serve(store, trained())
+    processor = system.processor()
+    run(system, processor, *views("h", "sku-0", "sku-4"))
+    target = fresh(system, "s:h").item_ids()[4]
+    price = {"type": "price_change", "item_id": target}
+
+    def after(event_id: str, new_price: float) -> list[str]:
+        # An impression re-ranks the shopper without changing what they showed interest in.
+        seen = wire(f"{event_id}-seen", "impression", session_id="h")
+        run(system, processor, wire(event_id, price=new_price, **price), seen)
+        return fresh(system, "s:h").item_ids()
+
+    at_full_price = after("p-0", 100.0)
+    on_sale = after("p-1", 50.0)
+    assert on_sale.index(target) < at_full_price.index(target)
+    assert sorted(on_sale) == sorted(at_full_price)  # lifted within the list, nothing added
+    assert after("p-2", 100.0) == at_full_price  # back to its price, the lift is gone

@@ -195,10 +195,13 @@ def recommend(
     unavailable: Collection[str] = (),
     blend: Blend | None = None,
     boost: Mapping[str, float] | None = None,
+    lift: Mapping[str, float] | None = None,
 ) -> Ranked:
     """The shopper's top `k` by their tier's blend (or the `blend` given, to measure one
     model alone); nothing hidden, nothing scored 0. `boost`: live signals the model could
-    not know (trending items), each a share of the blend's whole weight."""
+    not know (trending items), each a share of the blend's whole weight. `lift`: factors
+    (score times 1 + lift) for items whose offer improved (a price drop): only what the
+    shopper would be shown anyway moves up."""
     tier = tier_of(profile.interactions, model.settings.thresholds)
     blend = blend or model.blends[tier]
     names = [name for name, _ in blend.active()]
@@ -211,6 +214,10 @@ def recommend(
             j = model.index.get(item)
             if j is not None:
                 scores[j] += share * total
+    for item, factor in (lift or {}).items():
+        j = model.index.get(item)
+        if j is not None:
+            scores[j] *= 1.0 + factor
     return Ranked(top_k(model, scores, k, profile.hidden, unavailable), tier, lead_of(tier, blend))
 
 

@@ -273,6 +273,7 @@ class Processor:
             updated = replace(current, stock=event.quantity)
         else:
             updated = replace(current, price=event.price)
+            self._ranking.note_price(updated.item_id, current.price, event.price, event.ts)
         items[updated.item_id] = updated
         batch.changes.items[updated.item_id] = updated
         batch.stock_changed = batch.stock_changed or updated.in_stock != current.in_stock

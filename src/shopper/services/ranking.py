@@ -37,6 +37,7 @@ BASELINE = "baseline"
 SESSION_GAP_S = 1800.0  # interactions this close to the last one are "this session"
 SIMILAR_MODEL = "similar"  # the `model` recorded on similar lists
 SIMILAR_CHUNK = 1000  # items per similar-list chunk: one short cache write each
+PRICE_DROP_S = 86_400.0  # a price drop lifts an item for a day
 SOLD_OUT_MARGIN = 10  # items scored beyond the list size, for the sold-out ones dropped
 TRENDING_CANDIDATES = 100  # live top items checked for a trend
 YIELD_EVERY_S = 0.002  # ranking hands the GIL to page reads at least this often
@@ -48,6 +49,7 @@ class RankingSettings:
     reshow_viewed: bool = False
     model_poll_s: float = 5.0
     trending_weight: float = 0.3
+    price_drop_weight: float = 0.5
 
 
 @dataclass(slots=True)
@@ -77,6 +79,7 @@ class RankingStage:
         self._model: RankingModel | None = None
         self._stamp: str | None = None
         self._next_poll = 0.0
+        self._drops: dict[str, tuple[float, float]] = {}  # item -> (drop share, when)
         self.stats = RankingStats()
 
     @property
@@ -187,6 +190,7 @@ class RankingStage:
         # Scored first with room to spare, then one stock look-up for the whole batch.
         size = self._settings.list_size
         boost = self._trending(model)
+        lift = self._price_drops(now)
         hour = hour_segment(now)
         ranked = []
         for session in _yielding(sessions):
@@ -201,13 +205,33 @@ class RankingStage:
                 viewed=viewed_this_session(session),
                 reshow_viewed=self._settings.reshow_viewed,
             )
-            ranked.append(recommend(model, profile, size + SOLD_OUT_MARGIN, now, boost=boost))
+            ranked.append(
+                recommend(model, profile, size + SOLD_OUT_MARGIN, now, boost=boost, lift=lift)
+            )
         candidates = {s.item_id for r in ranked for s in r.items}
         sold_out = self._cache.sold_out_among(candidates) if candidates else set()
         return [
             ([s for s in r.items if s.item_id not in sold_out][:size], r.tier.value, r.model)
             for r in ranked
         ]
+
+    def note_price(
+        self, item_id: str, before: float | None, after: float | None, ts: float
+    ) -> None:
+        """A price change seen on the stream: a drop lifts the item for `PRICE_DROP_S`, by
+        `price_drop_weight` times the drop's share of the old price (at most half off)."""
+        if before is None or after is None or before <= 0:
+            return
+        if after < before:
+            self._drops[item_id] = (min((before - after) / before, 0.5) / 0.5, ts)
+        else:
+            self._drops.pop(item_id, None)  # back up: the offer is over
+
+    def _price_drops(self, now: float) -> dict[str, float]:
+        weight = self._settings.price_drop_weight
+        for item in [i for i, (_, ts) in self._drops.items() if now - ts > PRICE_DROP_S]:
+            del self._drops[item]
+        return {item: weight * share for item, (share, _) in self._drops.items()} if weight else {}
 
     def _trending(self, model: RankingModel) -> dict[str, float]:
         """Items trending now (live popularity far above the trained one), weighted by
