@@ -4,63 +4,28 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from shopper.config import Config, load_config
-from shopper.errors import ShopperError
-
-app = typer.Typer(
-    help="shopper: real-time e-commerce recommendations; the page never waits for a model.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
+from shopper.cli_common import (
+    CacheUrl,
+    ConfigFile,
+    DataDir,
+    StreamUrl,
+    _config,
+    app,
 )
-
-StreamUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--stream-url", help="memory:// (embedded) or kafka://host:port [env SHOPPER_STREAM_URL]"
-    ),
-]
-CacheUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--cache-url", help="memory:// (embedded) or redis://host:port/db [env SHOPPER_CACHE_URL]"
-    ),
-]
-DataDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir", help="where local state lives [env SHOPPER_DATA_DIR; default .shopper]"
-    ),
-]
-
-
-ConfigFile = Annotated[
-    Path | None,
-    typer.Option("--config", help="TOML file of settings [env SHOPPER_CONFIG]"),
-]
-
-
-LOG_FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s %(message)s"
+from shopper.config import Config
+from shopper.errors import ShopperError
 
 
 class Role(StrEnum):
     api = "api"
     processor = "processor"
     all = "all"
-
-
-def _config(config_file: Path | None = None, **overrides: Any) -> Config:
-    # The CLI is the composition root's front door: the one place that reads the environment.
-    try:
-        return load_config(os.environ, config_file, **overrides)
-    except ShopperError as exc:
-        raise typer.BadParameter(str(exc)) from None
 
 
 @app.command()
@@ -274,201 +239,8 @@ def features_check_skew(
         raise typer.Exit(1)
 
 
-DatasetOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--dataset",
-        help="a shipped data set folder (uci-online-retail, rees46-multicategory-2019oct-head)",
-    ),
-]
-EventsOpt = Annotated[
-    Path | None,
-    typer.Option("--events", help="events file (.jsonl/.csv, maybe .gz; docs/formats.md)"),
-]
-CatalogOpt = Annotated[Path | None, typer.Option("--catalog", help="catalog items file")]
-UsersOpt = Annotated[
-    Path | None, typer.Option("--users", help="users file: user_id, country, region, attributes")
-]
-ModelDir = Annotated[
-    Path | None,
-    typer.Option("--model-dir", help="model versions folder [env SHOPPER_MODEL_DIR; "
-                 "default DATA_DIR/models]"),
-]  # fmt: skip
-Json = Annotated[bool, typer.Option("--json", help="print one JSON object; no progress bar")]
-
-
-def _fail(exc: ShopperError) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(2)
-
-
-@app.command()
-def train(
-    dataset: DatasetOpt = None,
-    events: EventsOpt = None,
-    catalog: CatalogOpt = None,
-    users: UsersOpt = None,
-    promote: Annotated[
-        bool, typer.Option(help="serve the new version at once (the first one always is)")
-    ] = False,
-    retrain: Annotated[
-        bool, typer.Option(help="reuse the promoted model's tuned settings: no tuning step")
-    ] = False,
-    as_json: Json = False,
-    data_dir: DataDir = None,
-    model_dir: ModelDir = None,
-    config_file: ConfigFile = None,
-) -> None:
-    """Fit every model (popularity, content, EASE, item-kNN, ALS), tuned on a validation
-    window of the data, and store a new model version. Reads the event archive unless
-    --dataset or --events says otherwise."""
-    from shopper.model_tasks import run_train, training_data
-
-    config = _config(config_file, data_dir=data_dir, model_dir=model_dir)
-    try:
-        data = training_data(config, dataset, events, catalog, users)
-        result = run_train(config, data, promote, show=not as_json, retrain=retrain)
-    except ShopperError as exc:
-        raise _fail(exc) from None
-    typer.echo(json.dumps(result, sort_keys=True) if as_json else _train_summary(result))
-
-
-def _train_summary(result: dict[str, Any]) -> str:
-    lines = [
-        f"model {result['version']} trained in {result['seconds']} s on {result['events']} "
-        f"events, {result['shoppers']} shoppers, {result['items']} items"
-        + (" (promoted: now served)" if result["promoted"] else ""),
-    ]
-    for tier, weights in result["blends"].items():
-        used = ", ".join(f"{n} {w:g}" for n, w in weights.items() if w > 0)
-        lines.append(f"  tier {tier}: {used}")
-    if result["skipped_records"]:
-        lines.append(f"  skipped {result['skipped_records']} bad records, e.g.:")
-        lines += [f"    {r}" for r in result["skipped_reasons"][:5]]
-    return "\n".join(lines)
-
-
-class Split(StrEnum):
-    time = "time"
-    random = "random"
-
-
-class RepurchaseOpt(StrEnum):
-    exclude = "exclude"
-    allow = "allow"
-
-
-@app.command()
-def evaluate(
-    dataset: DatasetOpt = None,
-    events: EventsOpt = None,
-    catalog: CatalogOpt = None,
-    users: UsersOpt = None,
-    split: Annotated[Split, typer.Option(help="time: the last --test-days are the test")] = (
-        Split.time
-    ),
-    k: Annotated[int, typer.Option(help="list length measured")] = 20,
-    repurchase: Annotated[RepurchaseOpt, typer.Option(help="exclude or allow repeats")] = (
-        RepurchaseOpt.exclude
-    ),
-    test_days: Annotated[float, typer.Option(help="test window (and validation window)")] = 30.0,
-    as_json: Json = False,
-    data_dir: DataDir = None,
-    config_file: ConfigFile = None,
-) -> None:
-    """Recall@K, NDCG@K, MRR and coverage, overall and per tier, of popularity, every
-    single model, and `shopper` (the tiered system as served). docs/evaluation.md."""
-    from shopper.model_tasks import run_evaluate, training_data
-
-    config = _config(config_file, data_dir=data_dir)
-    try:
-        data = training_data(config, dataset, events, catalog, users)
-        report = run_evaluate(
-            config, data, split.value, k, repurchase.value, test_days, show=not as_json
-        )
-    except ShopperError as exc:
-        raise _fail(exc) from None
-    if as_json:
-        typer.echo(json.dumps(report, sort_keys=True))
-        return
-    typer.echo(f"recall@{k} / ndcg / mrr / coverage ({report['test_shoppers']} test shoppers)")
-    for name, result in report["models"].items():
-        tiers = "  ".join(
-            f"{t} {v['recall']:.3f} (n={v['users']})" for t, v in result["tiers"].items()
-        )
-        o = result["overall"]
-        typer.echo(
-            f"  {name:<12} {o['recall']:.3f} {o['ndcg']:.3f} {o['mrr']:.3f} "
-            f"{o['coverage']:.3f}   {tiers}"
-        )
-
-
-models_app = typer.Typer(help="Trained model versions: list, promote.", no_args_is_help=True)
-app.add_typer(models_app, name="models")
-
-
-@models_app.command("list")
-def models_list(
-    as_json: Json = False,
-    data_dir: DataDir = None,
-    model_dir: ModelDir = None,
-    config_file: ConfigFile = None,
-) -> None:
-    """The stored versions, oldest first; `*` marks the one served."""
-    from shopper.model_tasks import list_models
-
-    rows = list_models(_config(config_file, data_dir=data_dir, model_dir=model_dir))
-    if as_json:
-        typer.echo(json.dumps(rows, sort_keys=True))
-        return
-    if not rows:
-        typer.echo("no models yet: run `shopper train`")
-    for row in rows:
-        mark = "*" if row["promoted"] else " "
-        typer.echo(
-            f"{mark} {row['version']}  {row['events']} events, {row['shoppers']} shoppers, "
-            f"{row['items']} items"
-        )
-
-
-@models_app.command("promote")
-def models_promote(
-    version: Annotated[str, typer.Argument(help="the version to serve")],
-    data_dir: DataDir = None,
-    model_dir: ModelDir = None,
-    config_file: ConfigFile = None,
-) -> None:
-    """Serve this version: running processors load it within `model_poll_s`."""
-    from shopper.model_tasks import model_store
-
-    store = model_store(_config(config_file, data_dir=data_dir, model_dir=model_dir))
-    try:
-        store.promote(version)
-    except ShopperError as exc:
-        raise _fail(exc) from None
-    typer.echo(json.dumps({"promoted": version}))
-
-
-@app.command()
-def export(
-    out: Annotated[Path, typer.Option("--out", help="CSV file to write")],
-    k: Annotated[int, typer.Option(help="items per user")] = 10,
-    users: UsersOpt = None,
-    cache_url: CacheUrl = None,
-    data_dir: DataDir = None,
-    model_dir: ModelDir = None,
-    config_file: ConfigFile = None,
-) -> None:
-    """Batch lists for email campaigns: CSV user_id,rank,item_id,score from the promoted
-    model, with the same tiers and filters as served (in stock, `repurchase`)."""
-    from shopper.model_tasks import export_lists
-
-    config = _config(config_file, cache_url=cache_url, data_dir=data_dir, model_dir=model_dir)
-    try:
-        result = export_lists(config, k, out, users)
-    except ShopperError as exc:
-        raise _fail(exc) from None
-    typer.echo(json.dumps(result))
+# The model commands register themselves on `app` when imported.
+import shopper.cli_models  # noqa: E402, F401
 
 
 def main() -> None:

@@ -1,0 +1,195 @@
+"""The model commands of `shopper`: train, evaluate, models list|promote, export."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from shopper.cli_common import (
+    CacheUrl,
+    CatalogOpt,
+    ConfigFile,
+    DataDir,
+    DatasetOpt,
+    EventsOpt,
+    Json,
+    ModelDir,
+    UsersOpt,
+    _config,
+    _fail,
+    app,
+)
+from shopper.errors import ShopperError
+
+
+@app.command()
+def train(
+    dataset: DatasetOpt = None,
+    events: EventsOpt = None,
+    catalog: CatalogOpt = None,
+    users: UsersOpt = None,
+    promote: Annotated[
+        bool, typer.Option(help="serve the new version at once (the first one always is)")
+    ] = False,
+    retrain: Annotated[
+        bool, typer.Option(help="reuse the promoted model's tuned settings: no tuning step")
+    ] = False,
+    as_json: Json = False,
+    data_dir: DataDir = None,
+    model_dir: ModelDir = None,
+    config_file: ConfigFile = None,
+) -> None:
+    """Fit every model (popularity, content, EASE, item-kNN, ALS), tuned on a validation
+    window of the data, and store a new model version. Reads the event archive unless
+    --dataset or --events says otherwise."""
+    from shopper.model_tasks import run_train, training_data
+
+    config = _config(config_file, data_dir=data_dir, model_dir=model_dir)
+    try:
+        data = training_data(config, dataset, events, catalog, users)
+        result = run_train(config, data, promote, show=not as_json, retrain=retrain)
+    except ShopperError as exc:
+        raise _fail(exc) from None
+    typer.echo(json.dumps(result, sort_keys=True) if as_json else _train_summary(result))
+
+
+def _train_summary(result: dict[str, Any]) -> str:
+    lines = [
+        f"model {result['version']} trained in {result['seconds']} s on {result['events']} "
+        f"events, {result['shoppers']} shoppers, {result['items']} items"
+        + (" (promoted: now served)" if result["promoted"] else ""),
+    ]
+    for tier, weights in result["blends"].items():
+        used = ", ".join(f"{n} {w:g}" for n, w in weights.items() if w > 0)
+        lines.append(f"  tier {tier}: {used}")
+    if result["skipped_records"]:
+        lines.append(f"  skipped {result['skipped_records']} bad records, e.g.:")
+        lines += [f"    {r}" for r in result["skipped_reasons"][:5]]
+    return "\n".join(lines)
+
+
+class Split(StrEnum):
+    time = "time"
+    random = "random"
+
+
+class RepurchaseOpt(StrEnum):
+    exclude = "exclude"
+    allow = "allow"
+
+
+@app.command()
+def evaluate(
+    dataset: DatasetOpt = None,
+    events: EventsOpt = None,
+    catalog: CatalogOpt = None,
+    users: UsersOpt = None,
+    split: Annotated[Split, typer.Option(help="time: the last --test-days are the test")] = (
+        Split.time
+    ),
+    k: Annotated[int, typer.Option(help="list length measured")] = 20,
+    repurchase: Annotated[RepurchaseOpt, typer.Option(help="exclude or allow repeats")] = (
+        RepurchaseOpt.exclude
+    ),
+    test_days: Annotated[float, typer.Option(help="test window (and validation window)")] = 30.0,
+    as_json: Json = False,
+    data_dir: DataDir = None,
+    config_file: ConfigFile = None,
+) -> None:
+    """Recall@K, NDCG@K, MRR and coverage, overall and per tier, of popularity, every
+    single model, and `shopper` (the tiered system as served). docs/evaluation.md."""
+    from shopper.model_tasks import run_evaluate, training_data
+
+    config = _config(config_file, data_dir=data_dir)
+    try:
+        data = training_data(config, dataset, events, catalog, users)
+        report = run_evaluate(
+            config, data, split.value, k, repurchase.value, test_days, show=not as_json
+        )
+    except ShopperError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(report, sort_keys=True))
+        return
+    typer.echo(f"recall@{k} / ndcg / mrr / coverage ({report['test_shoppers']} test shoppers)")
+    for name, result in report["models"].items():
+        tiers = "  ".join(
+            f"{t} {v['recall']:.3f} (n={v['users']})" for t, v in result["tiers"].items()
+        )
+        o = result["overall"]
+        typer.echo(
+            f"  {name:<12} {o['recall']:.3f} {o['ndcg']:.3f} {o['mrr']:.3f} "
+            f"{o['coverage']:.3f}   {tiers}"
+        )
+
+
+models_app = typer.Typer(help="Trained model versions: list, promote.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list(
+    as_json: Json = False,
+    data_dir: DataDir = None,
+    model_dir: ModelDir = None,
+    config_file: ConfigFile = None,
+) -> None:
+    """The stored versions, oldest first; `*` marks the one served."""
+    from shopper.model_tasks import list_models
+
+    rows = list_models(_config(config_file, data_dir=data_dir, model_dir=model_dir))
+    if as_json:
+        typer.echo(json.dumps(rows, sort_keys=True))
+        return
+    if not rows:
+        typer.echo("no models yet: run `shopper train`")
+    for row in rows:
+        mark = "*" if row["promoted"] else " "
+        typer.echo(
+            f"{mark} {row['version']}  {row['events']} events, {row['shoppers']} shoppers, "
+            f"{row['items']} items"
+        )
+
+
+@models_app.command("promote")
+def models_promote(
+    version: Annotated[str, typer.Argument(help="the version to serve")],
+    data_dir: DataDir = None,
+    model_dir: ModelDir = None,
+    config_file: ConfigFile = None,
+) -> None:
+    """Serve this version: running processors load it within `model_poll_s`."""
+    from shopper.model_tasks import model_store
+
+    store = model_store(_config(config_file, data_dir=data_dir, model_dir=model_dir))
+    try:
+        store.promote(version)
+    except ShopperError as exc:
+        raise _fail(exc) from None
+    typer.echo(json.dumps({"promoted": version}))
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Option("--out", help="CSV file to write")],
+    k: Annotated[int, typer.Option(help="items per user")] = 10,
+    users: UsersOpt = None,
+    cache_url: CacheUrl = None,
+    data_dir: DataDir = None,
+    model_dir: ModelDir = None,
+    config_file: ConfigFile = None,
+) -> None:
+    """Batch lists for email campaigns: CSV user_id,rank,item_id,score from the promoted
+    model, with the same tiers and filters as served (in stock, `repurchase`)."""
+    from shopper.model_tasks import export_lists
+
+    config = _config(config_file, cache_url=cache_url, data_dir=data_dir, model_dir=model_dir)
+    try:
+        result = export_lists(config, k, out, users)
+    except ShopperError as exc:
+        raise _fail(exc) from None
+    typer.echo(json.dumps(result))
