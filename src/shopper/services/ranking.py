@@ -121,8 +121,9 @@ class RankingStage:
         if model is None or len(live) >= n:
             return live
         trained = model.popularity.segments.get(segment, model.popularity.segments["global"])
-        order = np.argsort(-trained, kind="stable")
-        if not trained.any():
+        if trained.any():
+            order = np.argsort(-trained, kind="stable")[: int((trained > 0).sum())]
+        else:  # no behaviour at all yet: the newest items
             order = np.argsort(-np.nan_to_num(model.listed_at, nan=-np.inf), kind="stable")
         out = list(live)
         seen = {i for i, _ in live}
