@@ -77,6 +77,11 @@ class Split(StrEnum):
     random = "random"
 
 
+class Protocol(StrEnum):
+    purchases = "purchases"
+    session = "session"
+
+
 class RepurchaseOpt(StrEnum):
     exclude = "exclude"
     allow = "allow"
@@ -96,6 +101,13 @@ def evaluate(
         RepurchaseOpt.exclude
     ),
     test_days: Annotated[float, typer.Option(help="test window (and validation window)")] = 30.0,
+    protocol: Annotated[
+        Protocol,
+        typer.Option(
+            help="purchases: what each shopper buys in the test window; session: complete "
+            "each test visit from its first part (basket completion, or next item)"
+        ),
+    ] = Protocol.purchases,
     as_json: Json = False,
     data_dir: DataDir = None,
     config_file: ConfigFile = None,
@@ -108,14 +120,19 @@ def evaluate(
     try:
         data = training_data(config, dataset, events, catalog, users)
         report = run_evaluate(
-            config, data, split.value, k, repurchase.value, test_days, show=not as_json
+            config, data, split.value, k, repurchase.value, test_days, not as_json, protocol.value
         )
     except ShopperError as exc:
         raise _fail(exc) from None
     if as_json:
         typer.echo(json.dumps(report, sort_keys=True))
         return
-    typer.echo(f"recall@{k} / ndcg / mrr / coverage ({report['test_shoppers']} test shoppers)")
+    count, unit = (
+        (report["cases"], "test cases")
+        if protocol is Protocol.session
+        else (report["test_shoppers"], "test shoppers")
+    )
+    typer.echo(f"recall@{k} / ndcg / mrr / coverage ({count} {unit})")
     for name, result in report["models"].items():
         tiers = "  ".join(
             f"{t} {v['recall']:.3f} (n={v['users']})" for t, v in result["tiers"].items()

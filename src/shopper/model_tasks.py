@@ -129,13 +129,16 @@ def run_evaluate(
     repurchase: str,
     test_days: float,
     show: bool,
+    protocol: str = "purchases",
 ) -> dict[str, Any]:
     from shopper.training.pipeline import evaluate
+    from shopper.training.session_eval import evaluate_sessions
 
+    mode, tiers = Repurchase(repurchase), thresholds(config)
     with stages(show) as step:
-        return evaluate(
-            interactions, split, test_days, k, Repurchase(repurchase), thresholds(config), step
-        )
+        if protocol == "session":
+            return evaluate_sessions(interactions, test_days, k, mode, tiers, step)
+        return evaluate(interactions, split, test_days, k, mode, tiers, step)
 
 
 def list_models(config: Config) -> list[dict[str, Any]]:

@@ -98,12 +98,13 @@ def test_scores_summary_averages_over_shoppers() -> None:
 
     recalls = [1 / 3, 1.0, 0.0]
     se = math.sqrt(np.var(recalls) / 3)
-    ndcg = ((1 / math.log2(3)) / (1 + 1 / math.log2(3) + 0.5) + 1.0) / 3
+    ndcgs = [(1 / math.log2(3)) / (1 + 1 / math.log2(3) + 0.5), 1.0, 0.0]
     assert summary == {
         "users": 3,
         "recall": round(sum(recalls) / 3, 4),
         "recall_se": round(se, 4),
-        "ndcg": round(ndcg, 4),
+        "ndcg": round(sum(ndcgs) / 3, 4),
+        "ndcg_se": round(math.sqrt(np.var(ndcgs) / 3), 4),
         "mrr": round(1.5 / 3, 4),
         "coverage": round(6 / 14, 4),
     }

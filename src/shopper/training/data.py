@@ -40,7 +40,8 @@ class Interactions:
     """Shopper events (one row per interaction with an item) and the catalog.
 
     `events`: subject (`u:<user>` / `s:<session>`), item_id, ts (epoch s), type, weight
-    (interest by type), purchase (bool), country, device, referrer.
+    (interest by type), purchase (bool), country, device, referrer; the shipped data sets
+    also give `session` (the visit: an invoice, a browsing session), in file order.
     `catalog`: item_id, text (title, category path, brand, price band, attributes),
     listed_at (epoch s or NaN). `skipped`: records rejected, with the first reasons."""
 
@@ -242,6 +243,7 @@ def uci(files: list[Path], anonymous: bool = False) -> Interactions:
             "country": df.Country.to_numpy(),
             "device": None,
             "referrer": None,
+            "session": ("inv-" + df.InvoiceNo).to_numpy(),  # an invoice is a visit
         }
     )
     first = (
@@ -278,6 +280,7 @@ def rees46(file: Path) -> Interactions:
             "country": None,
             "device": None,
             "referrer": None,
+            "session": [r["user_session"] for r in rows],
         }
     )
     catalog: dict[str, tuple[str, float]] = {}

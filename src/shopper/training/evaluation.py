@@ -44,6 +44,7 @@ class Scores:
     ndcg: float = 0.0
     mrr: float = 0.0
     recall_sq: float = 0.0
+    ndcg_sq: float = 0.0
     shown: set[str] = field(default_factory=set)
 
     def add(self, ranked: list[str], relevant: frozenset[str], k: int) -> None:
@@ -53,23 +54,29 @@ class Scores:
         self.recall += recall
         self.recall_sq += recall * recall
         ideal = sum(1 / math.log2(i + 2) for i in range(min(len(relevant), k)))
-        self.ndcg += sum(1 / math.log2(i + 2) for i in hits) / ideal
+        ndcg = sum(1 / math.log2(i + 2) for i in hits) / ideal
+        self.ndcg += ndcg
+        self.ndcg_sq += ndcg * ndcg
         self.mrr += 1 / (hits[0] + 1) if hits else 0.0
         self.shown.update(ranked[:k])
 
     def summary(self, n_items: int) -> dict[str, float]:
         if self.n == 0:
             return {"users": 0, "recall": 0.0, "ndcg": 0.0, "mrr": 0.0, "coverage": 0.0}
-        mean = self.recall / self.n
-        var = max(self.recall_sq / self.n - mean * mean, 0.0)
         return {
             "users": self.n,
-            "recall": round(mean, 4),
-            "recall_se": round(math.sqrt(var / self.n), 4),
+            "recall": round(self.recall / self.n, 4),
+            "recall_se": round(_standard_error(self.recall, self.recall_sq, self.n), 4),
             "ndcg": round(self.ndcg / self.n, 4),
+            "ndcg_se": round(_standard_error(self.ndcg, self.ndcg_sq, self.n), 4),
             "mrr": round(self.mrr / self.n, 4),
             "coverage": round(len(self.shown) / max(n_items, 1), 4),
         }
+
+
+def _standard_error(total: float, squares: float, n: int) -> float:
+    mean = total / n
+    return math.sqrt(max(squares / n - mean * mean, 0.0) / n)
 
 
 def target_types(window: pd.DataFrame) -> set[str]:
