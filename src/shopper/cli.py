@@ -16,6 +16,7 @@ from shopper.cli_common import (
     DataDir,
     StreamUrl,
     _config,
+    _fail,
     app,
 )
 from shopper.config import Config
@@ -93,8 +94,7 @@ def demo(
     try:
         report = run_demo(config, options)
     except ShopperError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise _fail(exc) from None
     if as_json:
         typer.echo(json.dumps(report, sort_keys=True))
     else:
@@ -150,8 +150,7 @@ def load(
             result = load_file(path, api, batch=batch, items=items)
             rejected = result["rejected"]
     except ShopperError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise _fail(exc) from None
     typer.echo(json.dumps(result))
     if rejected:
         raise typer.Exit(1)
@@ -188,8 +187,7 @@ def features_apply(
     try:
         views = apply_definitions(config)
     except ShopperError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise _fail(exc) from None
     typer.echo(json.dumps({"applied": sorted(views)}))
 
 

@@ -10,14 +10,12 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from threadpoolctl import threadpool_limits
 from typer.testing import CliRunner, Result
 
 from shopper.adapters.folder_model_store import FolderModelStore
@@ -54,16 +52,7 @@ class Trained:
     wall_s: float
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One BLAS and OpenMP thread, as `make` sets (implicit's ALS warns otherwise, and on a
-    few dozen shoppers many threads only slow it down)."""
-    # Imported up front so the first `train` is not timed with the libraries' import.
-    import implicit.als  # noqa: F401
-    import sklearn.feature_extraction.text  # noqa: F401
-
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cli(*args: object) -> Result:

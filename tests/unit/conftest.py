@@ -8,21 +8,12 @@ from typing import cast
 import httpx
 import pytest
 from fastapi import FastAPI
-from threadpoolctl import threadpool_limits
 
 from shopper.adapters.system_clock import ManualClock
 from shopper.bootstrap import build_system
 from shopper.config import load_config
 from shopper.services.runtime import ApiServer
 from tests.unit.api_harness import MAX_BATCH, MAX_K, Api, SwitchableApp
-
-
-@pytest.fixture(scope="module")
-def one_thread() -> Iterator[None]:
-    """One BLAS and OpenMP thread, as `make` sets: implicit's ALS uses every core by default,
-    and on a few dozen shoppers on a busy machine that is a hundred times slower."""
-    with threadpool_limits(1):
-        yield
 
 
 @pytest.fixture(scope="session")

@@ -3,11 +3,9 @@ interactions move a shopper from popularity to content to collaborative filterin
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
-from threadpoolctl import threadpool_limits
 
 from shopper.domain.model import RankingModel
 from shopper.domain.recommender import LiveInteraction, build_profile, recommend
@@ -15,13 +13,7 @@ from shopper.domain.tier import Tier, TierThresholds, tier_of
 from shopper.training.fit import fit
 from tests.model_factories import SHOES, two_taste_shop
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One BLAS and OpenMP thread, as `make` sets: implicit's ALS uses every core by default,
-    and on a few dozen shoppers on a busy machine that is a hundred times slower."""
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -180,8 +180,6 @@ class RankingModel:
         return len(self.item_ids)
 
     def with_blends(self, blends: Mapping[Tier, Blend], **metadata: Any) -> RankingModel:
-        from dataclasses import replace
-
         return replace(self, blends=dict(blends), metadata={**self.metadata, **metadata})
 
 

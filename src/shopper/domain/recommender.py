@@ -55,10 +55,6 @@ class Profile:
     segments: tuple[str, ...] = ()
     hidden: frozenset[int] = field(default_factory=frozenset)  # cart, bought, viewed...
 
-    @property
-    def tier_count(self) -> int:
-        return self.interactions
-
 
 @dataclass(frozen=True, slots=True)
 class Ranked:
