@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from benchmarks import cache as cache_bench
+from benchmarks import learned as learned_bench
 from benchmarks import models as models_bench
 from benchmarks import processor as processor_bench
 from shopper.bootstrap import build_system
@@ -41,6 +42,7 @@ def main() -> None:
         results["processor"] = processor_bench.run(kafka, redis_url)
         results.update(_feature_store())
         results["models"] = models_bench.run()
+        results["learned_ranker"] = learned_bench.run()
     print(json.dumps(results, indent=2))
 
 

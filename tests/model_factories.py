@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from shopper.domain.event import INTEREST_WEIGHT, EventType
+from shopper.domain.learned import FEATURE_NAMES, LearnedRanker
 from shopper.domain.model import RankingModel, Repurchase
 from shopper.domain.tier import TierThresholds
 from shopper.training.data import CATALOG_COLUMNS, EVENT_COLUMNS, Interactions
@@ -64,6 +66,34 @@ def ranking_model(version: str = "v1", seed: int = 1, **metadata: Any) -> Rankin
     return model.with_blends(model.blends, **metadata)
 
 
+def learned_ranker(seed: int = 1, rounds: int = 5) -> LearnedRanker:
+    """A LightGBM LambdaRank model over `FEATURE_NAMES`, fitted in a blink on random
+    candidates (30 groups of 10) whose first feature mostly decides the label."""
+    import lightgbm as lgb
+
+    from shopper.adapters.lightgbm_scorer import LightGBMScorer
+
+    rng = np.random.default_rng(seed)
+    features = rng.random((300, len(FEATURE_NAMES)))
+    labels = (features[:, 0] + 0.3 * rng.random(300) > 0.8).astype(np.float64)
+    train_set = lgb.Dataset(features, labels, group=[10] * 30, feature_name=list(FEATURE_NAMES))
+    params = {"objective": "lambdarank", "min_data_in_leaf": 5, "num_threads": 1,
+              "deterministic": True, "seed": seed, "verbose": -1}  # fmt: skip
+    booster = lgb.train(params, train_set, num_boost_round=rounds)
+    text = booster.model_to_string()
+    metadata = {"moments": 30, "rounds": rounds, "validation_ndcg@20": 0.5,
+                "importance": {FEATURE_NAMES[0]: 1.0}}  # fmt: skip
+    return LearnedRanker(text, LightGBMScorer(text), FEATURE_NAMES, 40, metadata)
+
+
+def ranked_model(version: str = "v1", seed: int = 1, **metadata: Any) -> RankingModel:
+    """`ranking_model` with a learned ranker (`learned_ranker`), its metadata under
+    `ranker` as the trainer records it."""
+    ranker = learned_ranker(seed)
+    model = ranking_model(version, seed, ranker=dict(ranker.metadata), **metadata)
+    return replace(model, ranker=ranker)
+
+
 def assert_same_model(got: RankingModel, want: RankingModel) -> None:
     """Every field and array equal (arrays by value, dtype and shape)."""
     assert got.version == want.version
@@ -94,6 +124,20 @@ def assert_same_model(got: RankingModel, want: RankingModel) -> None:
     assert got.trained_until == want.trained_until
     assert got.metadata == want.metadata
     assert got.index == want.index
+    assert_same_ranker(got.ranker, want.ranker)
+
+
+def assert_same_ranker(got: LearnedRanker | None, want: LearnedRanker | None) -> None:
+    """The same model text, features, candidates and metadata, and the same scores."""
+    if want is None or got is None:
+        assert got is want
+        return
+    assert got.text == want.text
+    assert got.feature_names == want.feature_names
+    assert got.candidates == want.candidates
+    assert got.metadata == want.metadata
+    matrix = np.random.default_rng(0).random((50, len(FEATURE_NAMES)))
+    assert np.array_equal(got.scorer.predict(matrix), want.scorer.predict(matrix))
 
 
 def assert_same_histories(got: RankingModel, want: RankingModel) -> None:

@@ -35,7 +35,12 @@ from shopper.services.processor import (
     ProcessorSettings,
     summarize_stats,
 )
-from shopper.services.ranking import RankingSettings, RankingStage, RankingStats
+from shopper.services.ranking import (
+    LearnedFeatures,
+    RankingSettings,
+    RankingStage,
+    RankingStats,
+)
 from shopper.services.serving import RecommendationReader
 
 
@@ -109,8 +114,12 @@ class System:
                 c.model_poll_s,
                 c.trending_weight,
                 c.price_drop_weight,
+                c.learned_ranker,
+                c.feature_log_sample,
+                c.ranker_feature_wait_s,
             ),
             self.models,
+            self._learned_features(),
         )
         ranking.refresh_model(force=True)
         return Processor(
@@ -122,6 +131,16 @@ class System:
             settings,
             self.features,
             ranking,
+        )
+
+    def _learned_features(self) -> LearnedFeatures | None:
+        """The learned ranker's feature reads: the online store the feature pipeline
+        writes (a store of its own for this processor's thread), its served-row log."""
+        if self.features is None:
+            return None
+        pipeline = self.features
+        return LearnedFeatures(
+            pipeline.open_store, pipeline.served_log, pipeline.events_seen, pipeline.pushed
         )
 
     def start_processor(self, niceness: int = 0) -> ProcessorRunner:
@@ -200,6 +219,13 @@ def ranking_stats(all_stats: list[RankingStats]) -> dict[str, Any]:
         "lists_by_model": dict(models),
         "tier_share": {t: round(n / total, 4) for t, n in tiers.items()},
         "trending_items": sum(st.trending for st in all_stats),
+        "learned": {
+            "lists": sum(st.learned_lists for st in all_stats),
+            "feature_reads": sum(st.feature_reads for st in all_stats),
+            "feature_read_failures": sum(st.feature_read_failures for st in all_stats),
+            "feature_waits_timed_out": sum(st.feature_waits_timed_out for st in all_stats),
+            "vectors_logged": sum(st.vectors_logged for st in all_stats),
+        },
     }
 
 

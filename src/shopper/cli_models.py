@@ -25,6 +25,15 @@ from shopper.cli_common import (
 )
 from shopper.errors import ShopperError
 
+RankerOpt = Annotated[
+    bool,
+    typer.Option(
+        "--ranker/--no-ranker",
+        help="fit the learned ranker too, on a feature store backfilled from the same events: "
+        "in memory when feature_store = memory, else Feast",
+    ),
+]
+
 
 @app.command()
 def train(
@@ -36,22 +45,31 @@ def train(
         bool, typer.Option(help="serve the new version at once (the first one always is)")
     ] = False,
     retrain: Annotated[
-        bool, typer.Option(help="reuse the promoted model's tuned settings: no tuning step")
+        bool,
+        typer.Option(
+            help="reuse the promoted model's tuned settings and learned ranker: no tuning step"
+        ),
     ] = False,
+    ranker: RankerOpt = True,
     as_json: Json = False,
     data_dir: DataDir = None,
     model_dir: ModelDir = None,
     config_file: ConfigFile = None,
 ) -> None:
     """Fit every model (popularity, content, EASE, item-kNN, ALS), tuned on a validation
-    window of the data, and store a new model version. Reads the event archive unless
-    --dataset or --events says otherwise."""
+    window of the data, and the learned ranker that re-orders their candidates; store a
+    new model version. Reads the event archive unless --dataset or --events says
+    otherwise. The ranker's feature store: the configured one, backfilled from the archive
+    (as `shopper features backfill`); for --dataset or --events, a scratch store of those
+    events (in memory when feature_store = memory, else Feast in a temporary folder)."""
     from shopper.model_tasks import run_train, training_data
+    from shopper.ranker_tasks import FeatureSource
 
     config = _config(config_file, data_dir=data_dir, model_dir=model_dir)
+    source = FeatureSource(dataset, events, catalog) if ranker else None
     try:
         data = training_data(config, dataset, events, catalog, users)
-        result = run_train(config, data, promote, show=not as_json, retrain=retrain)
+        result = run_train(config, data, promote, not as_json, retrain, source)
     except ShopperError as exc:
         raise _fail(exc) from None
     typer.echo(json.dumps(result, sort_keys=True) if as_json else _train_summary(result))
@@ -66,6 +84,14 @@ def _train_summary(result: dict[str, Any]) -> str:
     for tier, weights in result["blends"].items():
         used = ", ".join(f"{n} {w:g}" for n, w in weights.items() if w > 0)
         lines.append(f"  tier {tier}: {used}")
+    ranker = result["ranker"]
+    if "skipped" in ranker:
+        lines.append(f"  learned ranker: none ({ranker['skipped']})")
+    else:
+        lines.append(
+            f"  learned ranker: {ranker['moments']} moments, {ranker['rounds']} rounds, "
+            f"validation NDCG@20 {ranker['validation_ndcg@20']}"
+        )
     if result["skipped_records"]:
         lines.append(f"  skipped {result['skipped_records']} bad records, e.g.:")
         lines += [f"    {r}" for r in result["skipped_reasons"][:5]]
@@ -108,20 +134,29 @@ def evaluate(
             "each test visit from its first part (basket completion, or next item)"
         ),
     ] = Protocol.purchases,
+    ranker: RankerOpt = True,
     as_json: Json = False,
     data_dir: DataDir = None,
     config_file: ConfigFile = None,
 ) -> None:
     """Recall@K, NDCG@K, MRR and coverage, overall and per tier, of popularity, every
-    single model, and `shopper` (the tiered system as served). docs/evaluation.md."""
+    single model, `shopper` (the tiered system as served) and `learned` (its candidates
+    re-ordered by the learned ranker; time split only), with paired differences and
+    their standard errors (learned - shopper; in the session protocol, session -
+    no-session and learned - session). The ranker's features come from a scratch
+    feature store backfilled from the same events: in memory when feature_store =
+    memory (fast), else Feast in a temporary folder. docs/evaluation.md."""
     from shopper.model_tasks import run_evaluate, training_data
+    from shopper.ranker_tasks import FeatureSource
 
     config = _config(config_file, data_dir=data_dir)
+    source = FeatureSource(dataset, events, catalog) if ranker else None
     try:
         data = training_data(config, dataset, events, catalog, users)
         report = run_evaluate(
-            config, data, split.value, k, repurchase.value, test_days, not as_json, protocol.value
-        )
+            config, data, split.value, k, repurchase.value, test_days, not as_json,
+            protocol.value, source,
+        )  # fmt: skip
     except ShopperError as exc:
         raise _fail(exc) from None
     if as_json:
@@ -142,6 +177,13 @@ def evaluate(
             f"  {name:<12} {o['recall']:.3f} {o['ndcg']:.3f} {o['mrr']:.3f} "
             f"{o['coverage']:.3f}   {tiers}"
         )
+    for pair, d in report.get("differences", {}).items():
+        typer.echo(
+            f"  {pair}: recall {d['recall']:+.4f} (SE {d['recall_se']:.4f}), "
+            f"ndcg {d['ndcg']:+.4f} (SE {d['ndcg_se']:.4f})"
+        )
+    if "skipped" in report.get("ranker", {}):
+        typer.echo(f"  learned ranker: none ({report['ranker']['skipped']})")
 
 
 models_app = typer.Typer(help="Trained model versions: list, promote.", no_args_is_help=True)
@@ -168,7 +210,7 @@ def models_list(
         mark = "*" if row["promoted"] else " "
         typer.echo(
             f"{mark} {row['version']}  {row['events']} events, {row['shoppers']} shoppers, "
-            f"{row['items']} items"
+            f"{row['items']} items" + (", learned ranker" if row["ranker"] else "")
         )
 
 

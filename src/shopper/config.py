@@ -82,7 +82,11 @@ class Config(BaseModel):
         description="Feast project: names the registry entries and ends every Feast Redis key",
     )
     feature_log_sample: float = Field(
-        0.05, ge=0, le=1, description="share of entities whose served feature rows are logged"
+        0.05,
+        ge=0,
+        le=1,
+        description="share of entities whose served feature rows are logged, and of shoppers "
+        "whose learned-ranker feature vectors are (for check-skew)",
     )
 
     model_dir: Path | None = Field(
@@ -109,6 +113,17 @@ class Config(BaseModel):
         ge=0,
         description="how much a price drop lifts an item in the lists it is on "
         "(score times 1 + weight x drop share, half off or more counting fully), for a day; 0: off",
+    )
+    learned_ranker: bool = Field(
+        True,
+        description="order each shopper's candidates by the promoted model's learned ranker "
+        "(read from the online feature store; needs feature_store on); false: the blends' order",
+    )
+    ranker_feature_wait_s: float = Field(
+        0.5,
+        ge=0,
+        description="how long the learned ranker waits for a micro-batch's features to be "
+        "online before it ranks on the rows it has (a batch behind)",
     )
     reshow_viewed: bool = Field(
         False, description="let items viewed this session back into the top of the list"

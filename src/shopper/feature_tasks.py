@@ -48,7 +48,7 @@ def run_backfill(config: Config, show_progress: bool) -> BackfillResult:
     config = feature_config(config)
     store = feature_store_opener(config)()
     try:
-        with _progress(show_progress, "backfill: events") as tick:
+        with backfill_progress(show_progress, "backfill: events") as tick:
             return backfill(build_event_archive(config), store, tick)
     finally:
         store.close()
@@ -64,7 +64,7 @@ def run_skew_check(
     store = feature_store_opener(config)()
     try:
         if refresh_offline:
-            with _progress(show_progress, "backfill: events") as tick:
+            with backfill_progress(show_progress, "backfill: events") as tick:
                 backfill(archive, store, tick)
         log = build_feature_log(config).read()
         served = random.Random(seed).sample(log, min(sample, len(log)))
@@ -76,7 +76,8 @@ def run_skew_check(
 
 
 @contextmanager
-def _progress(show: bool, label: str) -> Iterator[BackfillProgress]:
+def backfill_progress(show: bool, label: str) -> Iterator[BackfillProgress]:
+    """A backfill's progress bar on stderr, labelled `label`; nothing shown unless `show`."""
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),

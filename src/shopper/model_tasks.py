@@ -5,19 +5,23 @@ from __future__ import annotations
 import csv
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 from shopper.config import Config
 from shopper.domain.model import RankingModel, Repurchase
 from shopper.domain.tier import TierThresholds
-from shopper.errors import ShopperError
+from shopper.errors import MissingExtra, ShopperError
+from shopper.ports.feature_store import FeatureStore
 from shopper.ports.model_store import ModelStore
+from shopper.ranker_tasks import FeatureSource, ranker_features
 
 STAGES = ("load", "tuning: fit", "tuning: ease", "tuning: als", "tuning: history decay",
-          "tuning: popularity", "tuning: blends", "fit", "popularity", "content", "ease",
-          "itemknn", "als", "evaluate", "save")  # fmt: skip
+          "tuning: popularity", "tuning: blends", "ranker: fit", "ranker: features",
+          "ranker: boost", "fit", "popularity", "content", "ease",
+          "itemknn", "als", "evaluate", "evaluate: features", "save")  # fmt: skip
+SHOWN_IMPORTANCE = 10
 
 
 def model_store(config: Config) -> ModelStore:
@@ -81,30 +85,42 @@ def training_data(
 
 
 def run_train(
-    config: Config, interactions: Any, promote: bool, show: bool, retrain: bool = False
+    config: Config,
+    interactions: Any,
+    promote: bool,
+    show: bool,
+    retrain: bool = False,
+    ranker: FeatureSource | None = None,
 ) -> dict[str, Any]:
-    """Tune (unless `retrain`: the promoted model's settings), fit, save, maybe promote."""
+    """Tune (unless `retrain`: the promoted model's settings), fit, save, maybe promote.
+    With `ranker` (where the data came from), the learned ranker too, on a feature store
+    backfilled from those events; a retrain keeps the promoted model's ranker instead."""
     from shopper.training.pipeline import retrain as refit
     from shopper.training.pipeline import train
 
     store = model_store(config)
     started = time.perf_counter()
-    with stages(show) as step:
-        previous = store.load_promoted() if retrain else None
-        if retrain and previous is None:
-            raise ShopperError("--retrain needs a promoted model to take its settings from")
-        if previous is not None:
-            model = refit(interactions, previous, step)
-        else:
-            model = train(
-                interactions,
-                Repurchase(config.repurchase),
-                thresholds(config),
-                config.new_item_hours,
-                progress=step,
-            )
-        step("save")
-        version = store.save(model)
+    previous = store.load_promoted() if retrain else None
+    if retrain and previous is None:
+        raise ShopperError("--retrain needs a promoted model to take its settings from")
+    with ExitStack() as stack:
+        features, unavailable = None, None
+        if ranker is not None and previous is None:
+            features, unavailable = _open_features(stack, config, ranker, show, scratch=False)
+        with stages(show) as step:
+            if previous is not None:
+                model = refit(interactions, previous, step)
+            else:
+                model = train(
+                    interactions,
+                    Repurchase(config.repurchase),
+                    thresholds(config),
+                    config.new_item_hours,
+                    progress=step,
+                    features=features,
+                )
+            step("save")
+            version = store.save(model)
     first = store.promoted() is None
     if promote or first:
         store.promote(version)
@@ -116,8 +132,26 @@ def run_train(
         "shoppers": model.metadata.get("shoppers"),
         "items": model.n_items,
         "blends": {t.value: dict(b.weights) for t, b in model.blends.items()},
+        "ranker": {"skipped": unavailable} if unavailable else ranker_summary(model),
         "skipped_records": interactions.skipped,
         "skipped_reasons": list(interactions.reasons),
+    }
+
+
+def ranker_summary(model: RankingModel) -> dict[str, Any]:
+    """What the learned ranker was fitted on and how well it validated (its most
+    important features first), or why the model has none."""
+    if model.ranker is None:
+        return {"skipped": model.metadata.get("ranker_skipped", "not asked for: --no-ranker")}
+    meta = model.ranker.metadata
+    importance = sorted(meta.get("importance", {}).items(), key=lambda kv: -kv[1])
+    return {
+        "moments": meta.get("moments"),
+        "rounds": meta.get("rounds"),
+        "validation_ndcg@20": meta.get("validation_ndcg@20"),
+        # [feature, share of the gain] pairs, the largest first: a list, so that JSON
+        # printed with sorted keys keeps the order.
+        "importance": [[name, share] for name, share in importance[:SHOWN_IMPORTANCE]],
     }
 
 
@@ -130,15 +164,39 @@ def run_evaluate(
     test_days: float,
     show: bool,
     protocol: str = "purchases",
+    ranker: FeatureSource | None = None,
 ) -> dict[str, Any]:
+    """The purchases or the session protocol; with `ranker` (where the data came from)
+    the learned ranker too, on a scratch feature store backfilled from those events."""
     from shopper.training.pipeline import evaluate
     from shopper.training.session_eval import evaluate_sessions
 
     mode, tiers = Repurchase(repurchase), thresholds(config)
-    with stages(show) as step:
-        if protocol == "session":
-            return evaluate_sessions(interactions, test_days, k, mode, tiers, step)
-        return evaluate(interactions, split, test_days, k, mode, tiers, step)
+    # The purchases protocol measures the ranker on the time split only: no store else.
+    wanted = ranker is not None and (protocol == "session" or split == "time")
+    with ExitStack() as stack:
+        features, unavailable = None, None
+        if wanted and ranker is not None:
+            features, unavailable = _open_features(stack, config, ranker, show, scratch=True)
+        with stages(show) as step:
+            if protocol == "session":
+                report = evaluate_sessions(interactions, test_days, k, mode, tiers, step, features)
+            else:
+                report = evaluate(interactions, split, test_days, k, mode, tiers, step, features)
+    if unavailable:
+        report["ranker"] = {"skipped": unavailable}
+    return report
+
+
+def _open_features(
+    stack: ExitStack, config: Config, source: FeatureSource, show: bool, scratch: bool
+) -> tuple[FeatureStore | None, str | None]:
+    """The ranker's feature store, open until `stack` closes; or, when the feature store's
+    package is not installed, none and why: the models do without the ranker."""
+    try:
+        return stack.enter_context(ranker_features(config, source, show, scratch)), None
+    except MissingExtra as exc:
+        return None, f"{exc} (or pass --no-ranker)"
 
 
 def list_models(config: Config) -> list[dict[str, Any]]:
@@ -152,6 +210,7 @@ def list_models(config: Config) -> list[dict[str, Any]]:
             "items": info.metadata.get("items"),
             "shoppers": info.metadata.get("shoppers"),
             "data_range": info.metadata.get("data_range"),
+            "ranker": "ranker" in info.metadata,  # the trainer's record of a fitted ranker
         }
         for info in store.versions()
     ]

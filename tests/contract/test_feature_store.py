@@ -62,6 +62,7 @@ def stats(item: str, as_of: float, views: int = 2, price: float | None = 9.99) -
         "price": price,
         "in_stock": False,
         "age_hours": 1e-6,
+        "category": "home > kitchen",
     }
     return FeatureRow(PRODUCT_STATS.name, item, as_of, values)
 
@@ -115,6 +116,15 @@ def test_a_user_may_have_one_view_and_not_the_other(store: FeatureStore) -> None
     assert store.read_user("s:anon") == {USER_PROFILE.name: profile("s:anon", T)}
 
 
+def test_many_users_are_read_at_once(store: FeatureStore) -> None:
+    store.push([profile("u:1", T), context("u:1", T), profile("s:2", T + 1)])
+    assert store.read_users(["u:1", "nobody", "s:2", "u:1"]) == {
+        "u:1": {USER_PROFILE.name: profile("u:1", T), SESSION_CONTEXT.name: context("u:1", T)},
+        "s:2": {USER_PROFILE.name: profile("s:2", T + 1)},
+    }
+    assert store.read_users([]) == {}
+
+
 def test_the_last_write_wins_even_at_the_same_as_of(store: FeatureStore) -> None:
     store.push([stats("sku-1", T, views=1)])
     store.push([stats("sku-1", T, views=5)])  # recomputed after a late event
@@ -147,6 +157,28 @@ def test_historical_rows_are_point_in_time(store: FeatureStore) -> None:
         stats("sku-1", T, views=1),
         None,
     ]
+
+
+def test_historical_answers_in_order_however_many_requests(
+    store: FeatureStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Feast's joins go in chunks (its memory grows with requests x rows per entity):
+    answers still come back one per request, in order, across chunk boundaries."""
+    import shopper.adapters.feast_feature_store as feast_adapter
+
+    monkeypatch.setattr(feast_adapter, "HISTORICAL_CHUNK", 3)
+    rows = [stats(f"sku-{i % 4}", T + i, views=i) for i in range(12)]
+    store.replace_offline(PRODUCT_STATS.name, rows)
+    asked = [(f"sku-{i % 5}", T + i + 0.5) for i in reversed(range(14))]
+
+    got = store.historical(PRODUCT_STATS.name, asked)
+
+    def latest(item: str, ts: float) -> FeatureRow | None:
+        before = [r for r in rows if r.entity_id == item and r.as_of <= ts]
+        return max(before, key=lambda r: r.as_of) if before else None
+
+    assert got == [latest(item, ts) for item, ts in asked]
+    assert sum(r is None for r in got) == 2  # sku-4 has no rows
 
 
 def test_historical_rows_expire_with_the_view_ttl(store: FeatureStore) -> None:

@@ -21,7 +21,7 @@ from shopper.domain.recommender import LiveInteraction, Ranked, build_profile, r
 from shopper.domain.tier import Tier
 from shopper.errors import ShopperError
 from shopper.ports.model_store import ModelStore, ModelStoreError
-from tests.model_factories import assert_same_model, ranking_model
+from tests.model_factories import assert_same_model, ranked_model, ranking_model
 
 
 @pytest.fixture(params=["memory", "folder"])
@@ -39,6 +39,12 @@ def first() -> RankingModel:
 @pytest.fixture(scope="module")
 def second() -> RankingModel:
     return ranking_model("20261201T061502Z-9c0d", seed=2, trained_at=1_700_086_400.0)
+
+
+@pytest.fixture(scope="module")
+def ranked() -> RankingModel:
+    """A model with a learned ranker."""
+    return ranked_model("20261202T061502Z-77aa", seed=1, trained_at=1_700_172_800.0)
 
 
 def test_a_saved_model_loads_equal_in_every_array_and_field(
@@ -73,6 +79,35 @@ def rankings(model: RankingModel) -> list[Ranked]:
     )
     profiles.append(build_profile(model, few, now, viewed=["sku-1"], cart=["sku-2"]))
     return [recommend(model, p, 10, now, unavailable=["sku-5"]) for p in profiles]
+
+
+def test_a_model_with_a_learned_ranker_loads_with_the_same_ranker(
+    store: ModelStore, ranked: RankingModel
+) -> None:
+    store.save(ranked)
+    loaded = store.load(ranked.version)
+    assert_same_model(loaded, ranked)  # the ranker's text, features, metadata and scores
+    assert loaded.ranker is not None and ranked.ranker is not None
+    matrix = np.random.default_rng(1).random((20, len(ranked.ranker.feature_names)))
+    scores = loaded.ranker.scorer.predict(matrix)
+    assert len(set(scores.tolist())) > 1  # a real ranker, not a constant
+    info = store.versions()[0]
+    assert info.metadata["ranker"] == dict(ranked.ranker.metadata)
+
+
+def test_a_ranker_fitted_on_other_features_is_refused(
+    store: ModelStore, ranked: RankingModel
+) -> None:
+    assert ranked.ranker is not None
+    names = ranked.ranker.feature_names
+    renamed = replace(ranked.ranker, feature_names=(*names[:-1], "retired_feature"))
+    with pytest.raises(ModelStoreError, match="fitted on other features") as raised:
+        store.save(replace(ranked, ranker=renamed))
+    assert "no longer computed: retired_feature" in str(raised.value)
+    assert f"unknown to the ranker: {names[-1]}" in str(raised.value)
+    with pytest.raises(ModelStoreError, match="another order"):
+        store.save(replace(ranked, ranker=replace(ranked.ranker, feature_names=names[::-1])))
+    assert store.versions() == []
 
 
 def test_versions_are_listed_oldest_first_with_their_metadata(
@@ -195,6 +230,59 @@ def test_folder_layout_is_one_folder_per_version_and_a_promoted_file(
     assert described["settings"]["thresholds"] == {"few_from": 2, "many_from": 8}
     assert set(described["blends"]) == {t.value for t in Tier}
     assert described["metadata"] == first.metadata
+    assert described["ranker"] is None
+    assert described["format"] == 1
+
+
+def test_folder_keeps_the_ranker_as_lightgbm_text_beside_its_description(
+    tmp_path: Path, ranked: RankingModel
+) -> None:
+    assert ranked.ranker is not None
+    root = tmp_path / "models"
+    FolderModelStore(root).save(ranked)
+    folder = root / ranked.version
+    assert sorted(p.name for p in folder.iterdir()) == ["arrays.npz", "model.json", "ranker.txt"]
+    assert (folder / "ranker.txt").read_text() == ranked.ranker.text
+    description = json.loads((folder / "model.json").read_text())
+    # A format older readers refuse: they would serve the model without its ranker.
+    assert description["format"] == 2
+    described = description["ranker"]
+    assert described == {
+        "feature_names": list(ranked.ranker.feature_names),
+        "candidates": ranked.ranker.candidates,
+        "metadata": dict(ranked.ranker.metadata),
+    }
+
+
+def test_folder_refuses_to_load_a_ranker_of_features_this_version_does_not_compute(
+    tmp_path: Path, ranked: RankingModel
+) -> None:
+    """As an older shopper would have stored it: served without its ranker, the model
+    would rank worse than what was promoted, so it does not load at all."""
+    store = FolderModelStore(tmp_path / "models")
+    store.save(ranked)
+    store.promote(ranked.version)
+    path = tmp_path / "models" / ranked.version / "model.json"
+    described = json.loads(path.read_text())
+    described["ranker"]["feature_names"][3] = "retired_feature"
+    path.write_text(json.dumps(described))
+    for load in (lambda: store.load(ranked.version), store.load_promoted):
+        with pytest.raises(ModelStoreError, match="no longer computed: retired_feature"):
+            load()
+    assert [i.version for i in store.versions()] == [ranked.version]  # still listed
+
+
+def test_folder_version_with_its_ranker_file_broken_or_gone_cannot_be_read(
+    tmp_path: Path, ranked: RankingModel
+) -> None:
+    store = FolderModelStore(tmp_path / "models")
+    store.save(ranked)
+    (tmp_path / "models" / ranked.version / "ranker.txt").write_text("not a model")
+    with pytest.raises(ModelStoreError, match=r"cannot be read: ranker\.txt"):
+        store.load(ranked.version)
+    (tmp_path / "models" / ranked.version / "ranker.txt").unlink()
+    with pytest.raises(ModelStoreError, match=r"cannot be read.*No such file.*ranker\.txt"):
+        store.load(ranked.version)
 
 
 def test_folder_ignores_what_is_not_a_whole_version(tmp_path: Path, first: RankingModel) -> None:

@@ -1,6 +1,8 @@
 """`shopper train`, `models list|promote`, `export` and `evaluate` end to end, in process,
 on a small shop written as canonical files (docs/formats.md): two taste clusters of
-shoppers viewing, carting and buying over 40 days, a catalog and a users file."""
+shoppers viewing, carting and buying over 40 days, a catalog and a users file. The
+learned ranker's scratch feature store is Feast (the default) unless a test's config
+says memory."""
 
 from __future__ import annotations
 
@@ -20,6 +22,15 @@ from typer.testing import CliRunner, Result
 
 from shopper.adapters.folder_model_store import FolderModelStore
 from shopper.cli import app
+from shopper.domain.learned import (
+    FEATURE_NAMES,
+    LEARNED,
+    StoreRows,
+    candidate_matrix,
+    candidates_of,
+    order_by_ranker,
+)
+from shopper.domain.recommender import build_profile
 
 START = datetime(2024, 3, 1, tzinfo=UTC)
 DAYS = 40
@@ -150,6 +161,20 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> ShopFiles:
     return write_shop(tmp_path_factory.mktemp("shop"))
 
 
+def memory_features(folder: Path) -> Path:
+    """A config file with the in-memory feature store: the ranker's scratch store fast."""
+    path = folder / "memory.toml"
+    path.write_text('feature_store = "memory"\n')
+    return path
+
+
+def first_events(shop: ShopFiles, n: int, folder: Path) -> Path:
+    """The shop's first `n` event records as a file: too few for the learned ranker."""
+    path = folder / "few.jsonl"
+    path.write_text("".join(shop.events.read_text().splitlines(keepends=True)[:n]))
+    return path
+
+
 def train_args(shop: ShopFiles, data_dir: Path, *extra: object) -> list[object]:
     files = ["--events", shop.events, "--catalog", shop.catalog, "--users", shop.users]
     return ["train", *files, "--json", "--data-dir", data_dir, *extra]
@@ -192,6 +217,56 @@ def test_train_skips_and_counts_bad_records_and_trains_on_the_rest(trained: Trai
     reasons = " ".join(trained.result["skipped_reasons"])
     assert "item_id" in reasons
     assert trained.result["events"] > 500
+
+
+def test_train_fits_the_learned_ranker_and_stores_it_with_the_version(trained: Trained) -> None:
+    ranker = trained.result["ranker"]
+    assert ranker["moments"] >= 20 and ranker["rounds"] >= 1
+    assert 0 < ranker["validation_ndcg@20"] <= 1
+    assert 0 < len(ranker["importance"]) <= 10
+    names, shares = zip(*ranker["importance"], strict=True)
+    assert set(names) <= set(FEATURE_NAMES)
+    assert list(shares) == sorted(shares, reverse=True)  # the most important first
+    assert [r["ranker"] for r in models(trained.data_dir)] == [True]
+
+    model = FolderModelStore(trained.data_dir / "models").load(trained.result["version"])
+    assert model.ranker is not None
+    assert model.ranker.metadata["moments"] == ranker["moments"]
+    now = model.trained_until
+    cands = candidates_of(model, build_profile(model, "u:u-4", now), model.ranker.candidates, now)
+    matrix = candidate_matrix(model, cands, StoreRows({}, {}))
+    ranked = order_by_ranker(model.ranker, cands, matrix, 10)
+    assert ranked.model == LEARNED and len(ranked.items) == 10
+    assert {s.item_id for s in ranked.items} <= set(cands.item_ids)
+
+
+def test_train_without_enough_moments_for_the_ranker_trains_the_models_alone(
+    shop: ShopFiles, tmp_path: Path
+) -> None:
+    few = first_events(shop, 60, tmp_path)
+    config = memory_features(tmp_path)
+    result = ok_json("train", "--events", few, "--json", "--data-dir", tmp_path, "--config", config)
+    assert "too few" in result["ranker"]["skipped"]
+    model = FolderModelStore(tmp_path / "models").load(result["version"])
+    assert model.ranker is None
+    assert [r["ranker"] for r in models(tmp_path)] == [False]
+
+
+def test_train_without_the_feature_store_package_trains_the_models_alone(
+    shop: ShopFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shopper.ranker_tasks
+    from shopper.errors import MissingExtra
+
+    def not_installed(config: object) -> None:
+        raise MissingExtra("feast", "feast")
+
+    monkeypatch.setattr(shopper.ranker_tasks, "_scratch_store", not_installed)
+    few = first_events(shop, 60, tmp_path)
+    result = ok_json("train", "--events", few, "--json", "--data-dir", tmp_path)
+    assert "pip install 'shopper[feast]'" in result["ranker"]["skipped"]
+    assert "--no-ranker" in result["ranker"]["skipped"]
+    assert [r["ranker"] for r in models(tmp_path)] == [False]
 
 
 def test_train_without_any_data_is_a_clear_error(tmp_path: Path) -> None:
@@ -252,6 +327,9 @@ def test_retrain_reuses_the_tuned_settings_and_is_faster(
     model = FolderModelStore(data_dir / "models").load(again["version"])
     assert model.metadata["tuned_in"] == first
     assert wall_s < trained.wall_s
+    # The ranker reads the models' scores, scaled as the tuned settings scale them: kept.
+    assert model.ranker is not None
+    assert again["ranker"] == trained.result["ranker"]
 
 
 # --- export ------------------------------------------------------------------------------
@@ -309,6 +387,40 @@ def test_evaluate_reports_every_model_overall_and_per_tier(shop: ShopFiles, tmp_
         for metrics in result["tiers"].values():
             assert {"recall", "ndcg", "mrr", "coverage", "users"} <= set(metrics)
     assert report["models"]["shopper"]["overall"]["users"] > 0
+    # The learned ranker, on the tiered system's candidates, for the same shoppers.
+    learned, shopper = report["models"][LEARNED], report["models"]["shopper"]
+    assert learned["overall"]["users"] == shopper["overall"]["users"]
+    assert {t: m["users"] for t, m in learned["tiers"].items()} == {
+        t: m["users"] for t, m in shopper["tiers"].items()
+    }
+    assert set(report["differences"]["learned - shopper"]) == {
+        "recall", "recall_se", "ndcg", "ndcg_se"
+    }  # fmt: skip
+    assert report["ranker"]["moments"] >= 20
+
+
+def test_evaluate_sessions_with_the_learned_ranker(shop: ShopFiles, tmp_path: Path) -> None:
+    files = ["--events", shop.events, "--catalog", shop.catalog, "--protocol", "session"]
+    config = ["--config", memory_features(tmp_path), "--data-dir", tmp_path]
+    report = ok_json("evaluate", *files, "--test-days", 10, "--json", *config)
+    assert report["task"] == "next item"
+    assert set(report["models"]) == {"no-session", "session", LEARNED}
+    learned = report["models"][LEARNED]["overall"]
+    assert learned["users"] == report["cases"] > 0
+    assert {"recall", "recall_se", "ndcg", "ndcg_se"} <= set(learned)
+    difference = report["differences"]["learned - session"]
+    assert difference["recall_se"] > 0 and difference["ndcg_se"] > 0
+    assert report["ranker"]["moments"] >= 20
+
+
+def test_evaluate_without_the_ranker_reports_the_tiered_system_alone(
+    shop: ShopFiles, tmp_path: Path
+) -> None:
+    files = ["--events", shop.events, "--catalog", shop.catalog, "--protocol", "session"]
+    report = ok_json("evaluate", *files, "--no-ranker", "--json", "--data-dir", tmp_path)
+    assert set(report["models"]) == {"no-session", "session"}
+    assert list(report["differences"]) == ["session - no-session"]
+    assert "ranker" not in report
 
 
 def test_train_reads_the_event_archive_by_default(shop: ShopFiles, tmp_path: Path) -> None:
@@ -340,3 +452,7 @@ def test_train_reads_the_event_archive_by_default(shop: ShopFiles, tmp_path: Pat
     assert result["events"] == len(events) - sum(e.is_catalog for e in events)
     assert result["items"] == len(items)
     assert result["skipped_records"] == 0
+    # The ranker's features: the archive backfilled into the configured (Feast) store's
+    # offline files, as `shopper features backfill` would.
+    assert result["ranker"]["moments"] >= 20
+    assert list((tmp_path / "features" / "feast").rglob("*.parquet"))

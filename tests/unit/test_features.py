@@ -91,14 +91,16 @@ def test_price_stock_and_age_come_from_the_latest_statement() -> None:
         ev(1, "view", T0, item_id="sku-1", price=10.0),
         upsert(2, "sku-1", T0 + 10, price=12.0, stock=0, created_at=iso(T0 - 2 * H)),
         domain(wire("c3", "price_change", ts=T0 + 20, item_id="sku-1", price=9.5)),
+        upsert(6, "sku-1", T0 + 25, category=["home", "kitchen"]),
         domain(wire("c4", "stock_change", ts=T0 + 30, item_id="sku-1", quantity=4)),
         ev(5, "view", T0 + 40, item_id="sku-1"),  # states no price
     ]
     t = item_t(events, T0 + 40)
     assert product_stats.price(t) == 9.5
+    assert product_stats.category(t) == "home > kitchen"
+    assert product_stats.category(early := item_t(events, T0 + 15)) == ""
     assert product_stats.in_stock(t) is True
     assert product_stats.age_hours(t) == pytest.approx((40 + 2 * H) / H)
-    early = item_t(events, T0 + 15)
     assert (product_stats.price(early), product_stats.in_stock(early)) == (12.0, False)
     first = item_t(events[:1], T0 + H)
     assert product_stats.age_hours(first) == 1.0  # no listing time: since its first event

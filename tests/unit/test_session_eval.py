@@ -6,13 +6,8 @@ import pandas as pd
 import pytest
 
 from shopper.training.data import EVENT_COLUMNS, Interactions
-from shopper.training.session_eval import (
-    NO_SESSION,
-    SESSION,
-    basket_cases,
-    evaluate_sessions,
-    next_item_cases,
-)
+from shopper.training.moments import LINE_S, basket_cases, next_item_cases
+from shopper.training.session_eval import NO_SESSION, SESSION, evaluate_sessions
 from tests.model_factories import DAY, PHONES, SHOES, T0, two_taste_catalog
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -47,6 +42,9 @@ def test_a_basket_reveals_its_first_half_and_asks_for_the_rest() -> None:
         ("u:1", ["a", "b"], ["c", "d", "e"]),
         ("u:1", ["f"], ["g"]),
     ]
+    # Features are taken after the last revealed line: lines are LINE_S apart.
+    assert [c.at for c in cases] == [T0 + LINE_S, T0 + DAY]
+    assert cases[0].later == cases[0].relevant
     # The shopper's earlier invoice in the window is what they did before this visit.
     assert [i.item_id for i in cases[1].earlier] == ["a", "b", "c", "d", "e"]
     assert cases[0].earlier == ()
@@ -66,13 +64,17 @@ def test_next_item_asks_for_each_new_viewed_or_carted_item() -> None:
         (["a", "b", "a", "b"], {"c"}),
     ]
     assert [c.ts for c in cases] == [T0 + 1, T0 + 4]
+    # What the shopper went on to touch in the visit labels the ranker's training rows;
+    # features are taken just before the next event, never at it.
+    assert [set(c.later) for c in cases] == [{"b", "c"}, {"c"}]
+    assert all(c.ts - 1e-3 < c.at < c.ts for c in cases)
 
 
 def test_what_the_visit_shows_makes_the_list_better_on_a_shop_of_two_tastes() -> None:
     """Shoppers keep to one taste per visit; newcomers in the test window show theirs only
     in the visit, so ranking with it beats ranking without it."""
     visits = []
-    for n in range(60):
+    for n in range(200):
         items = SHOES if n % 2 else PHONES
         day = T0 + (n % 30) * DAY
         for step, item in enumerate(items[n % 3 : n % 3 + 3]):

@@ -50,7 +50,7 @@ def test_without_a_count_a_mismatch_is_unexplained() -> None:
     online = stats("sku-1", T, views=1)
     report = check_skew(offline_store(), [served], [online], training_events())
     assert (report.checked, report.mismatches, report.late) == (2, 2, 0)
-    assert report.sources == {"served": 1, "online": 1}
+    assert report.sources == {"served": 1, "online": 1, "vectors": 0}
 
 
 def test_counts_are_those_inside_the_horizon_up_to_the_time() -> None:

@@ -177,6 +177,18 @@ def test_time_split_tests_on_the_last_days() -> None:
     assert validation_days(data, wanted=30) == pytest.approx(9 / 4)
 
 
+def test_the_validation_window_holds_a_quarter_of_the_events_where_they_crowd_late() -> None:
+    # Ten events over the first day, thirty in the last hour of day 9.
+    early = [event("u:1", SHOES[n % 5], T0 + n * 3600) for n in range(10)]
+    late = [event("u:2", SHOES[n % 5], T0 + 9 * DAY - n * 60) for n in range(30)]
+    data = window_of(*early, *late)
+
+    days = validation_days(data, wanted=30)
+
+    _, window, _ = time_split(data, days)
+    assert days < 1 / 24 and len(window) == pytest.approx(10, abs=1)
+
+
 # --- fit --------------------------------------------------------------------------------
 
 

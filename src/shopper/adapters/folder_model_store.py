@@ -2,6 +2,7 @@
 
     root/<version>/arrays.npz   every numpy array of the model (no pickles)
     root/<version>/model.json   everything else: settings, blends, names, metadata
+    root/<version>/ranker.txt   the learned ranker's LightGBM model, if it has one
     root/PROMOTED               the promoted version (the file's path is configurable)
 
 A version is written into a hidden temporary folder (`root/.tmp-*`) and renamed into
@@ -25,6 +26,7 @@ from typing import IO, Any
 import numpy as np
 import numpy.typing as npt
 
+from shopper.domain.learned import LearnedRanker
 from shopper.domain.model import (
     Blend,
     Factors,
@@ -42,13 +44,18 @@ from shopper.ports.model_store import (
     ModelStoreError,
     already_stored,
     check_storable,
+    ranker_mismatch,
     trained_at_of,
     unknown_version,
 )
 
 FORMAT = 1
+# A version with a learned ranker: a reader that knows only format 1 would serve the
+# model without its ranker, so it must refuse it instead.
+FORMAT_WITH_RANKER = 2
 ARRAYS = "arrays.npz"
 DESCRIPTION = "model.json"
+RANKER = "ranker.txt"
 PROMOTED = "PROMOTED"
 TEMP_PREFIX = ".tmp-"
 
@@ -80,6 +87,11 @@ class FolderModelStore:
             with open(temp / ARRAYS, "xb") as fh:
                 _savez(fh, **arrays)
                 _flush(fh)
+            if model.ranker is not None:
+                with open(temp / RANKER, "x", encoding="utf-8") as fh:
+                    fh.write(model.ranker.text)
+                    _flush(fh)
+            # Written last: a folder with its description is a whole version.
             with open(temp / DESCRIPTION, "x", encoding="utf-8") as fh:
                 json.dump(description, fh, ensure_ascii=False)
                 _flush(fh)
@@ -98,7 +110,10 @@ class FolderModelStore:
             description = _read_description(folder)
             with np.load(folder / ARRAYS, allow_pickle=False) as npz:
                 arrays = {name: npz[name] for name in npz.files}
-            return decode(arrays, description)
+            ranker_text = None
+            if description.get("ranker") is not None:
+                ranker_text = (folder / RANKER).read_text(encoding="utf-8")
+            return decode(arrays, description, ranker_text)
         except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
             raise ModelStoreError(f"model {version} in {folder} cannot be read: {exc}") from exc
 
@@ -204,7 +219,7 @@ def _describe(model: RankingModel) -> dict[str, Any]:
     s = model.settings
     factors = model.factors
     return {
-        "format": FORMAT,
+        "format": FORMAT if model.ranker is None else FORMAT_WITH_RANKER,
         "version": model.version,
         "trained_until": model.trained_until,
         "settings": {
@@ -224,12 +239,27 @@ def _describe(model: RankingModel) -> dict[str, Any]:
         if factors is None
         else {"regularization": factors.regularization, "alpha": factors.alpha},
         "metadata": dict(model.metadata),
+        "ranker": None if model.ranker is None else _describe_ranker(model.ranker),
     }
 
 
-def decode(arrays: Mapping[str, npt.NDArray[Any]], description: Mapping[str, Any]) -> RankingModel:
-    """The model `encode` took apart."""
-    if description.get("format") != FORMAT:
+def _describe_ranker(ranker: LearnedRanker) -> dict[str, Any]:
+    """The ranker but its text (kept in `RANKER`, beside the description)."""
+    return {
+        "feature_names": list(ranker.feature_names),
+        "candidates": ranker.candidates,
+        "metadata": dict(ranker.metadata),
+    }
+
+
+def decode(
+    arrays: Mapping[str, npt.NDArray[Any]],
+    description: Mapping[str, Any],
+    ranker_text: str | None = None,
+) -> RankingModel:
+    """The model `encode` took apart; `ranker_text` is the learned ranker's model, if the
+    description names one."""
+    if description.get("format") not in (FORMAT, FORMAT_WITH_RANKER):
         raise ValueError(f"unknown model format {description.get('format')!r}")
     d = description
     popularity = d["popularity"]
@@ -261,7 +291,30 @@ def decode(arrays: Mapping[str, npt.NDArray[Any]], description: Mapping[str, Any
         settings=_decode_settings(d["settings"]),
         trained_until=d["trained_until"],
         metadata=d["metadata"],
+        ranker=_decode_ranker(d, ranker_text),
     )
+
+
+def _decode_ranker(d: Mapping[str, Any], text: str | None) -> LearnedRanker | None:
+    described = d.get("ranker")  # absent before rankers were stored: no ranker
+    if described is None:
+        return None
+    if text is None:
+        raise ValueError(f"the description names a learned ranker but {RANKER} is missing")
+    names = tuple(described["feature_names"])
+    # Scoring our columns with a model fitted on other ones would rank at random: refuse,
+    # rather than serve the model without the ranker it was promoted with.
+    if error := ranker_mismatch(d["version"], names):
+        raise error
+    from lightgbm.basic import LightGBMError
+
+    from shopper.adapters.lightgbm_scorer import LightGBMScorer
+
+    try:
+        scorer = LightGBMScorer(text)
+    except LightGBMError as exc:
+        raise ValueError(f"{RANKER}: {exc}") from exc
+    return LearnedRanker(text, scorer, names, int(described["candidates"]), described["metadata"])
 
 
 def _decode_settings(s: Mapping[str, Any]) -> ModelSettings:

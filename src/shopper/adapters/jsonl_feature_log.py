@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from shopper.domain.features.pair import SHOPPER_ITEM
 from shopper.domain.features.spec import VIEWS, Dtype, FeatureRow, FeatureValue
 from shopper.ports.feature_store import ServedRow
 
@@ -52,7 +53,7 @@ def _encode(served: ServedRow) -> dict[str, Any]:
 
 
 def _decode(data: dict[str, Any]) -> ServedRow:
-    spec = VIEWS[data["view"]]
+    spec = SHOPPER_ITEM if data["view"] == SHOPPER_ITEM.name else VIEWS[data["view"]]
     types = {f.name: f.dtype for f in spec.features}
     values: dict[str, FeatureValue] = {}
     for name, value in data["values"].items():

@@ -36,6 +36,10 @@ class InMemoryFeatureStore:
             found = (self._online.get((v.name, user_id)) for v in USER_VIEWS)
             return {row.view: row for row in found if row is not None}
 
+    def read_users(self, user_ids: Sequence[str]) -> dict[str, dict[str, FeatureRow]]:
+        found = {user: self.read_user(user) for user in user_ids}
+        return {user: rows for user, rows in found.items() if rows}
+
     def read_items(self, item_ids: Sequence[str]) -> dict[str, FeatureRow]:
         with self._lock:
             found = (self._online.get((PRODUCT_STATS.name, i)) for i in item_ids)

@@ -73,7 +73,7 @@ class InMemoryModelStore:
 
 
 def size_of(model: RankingModel) -> int:
-    """The bytes of a model's arrays (what dominates its memory)."""
+    """The bytes of a model's arrays (what dominates its memory) and of its ranker's text."""
     arrays = [model.listed_at, model.has_behaviour, model.content.index, model.content.weight]
     arrays += list(model.popularity.segments.values())
     arrays += [a for n in model.neighbours.values() for a in (n.index, n.weight)]
@@ -81,4 +81,5 @@ def size_of(model: RankingModel) -> int:
         arrays += [model.factors.items, model.factors.gram]
     h = model.histories
     arrays += [h.indptr, h.items, h.interest, h.bought, h.last_ts, h.interactions]
-    return sum(int(np.asarray(a).nbytes) for a in arrays)
+    ranker = len(model.ranker.text.encode()) if model.ranker is not None else 0
+    return sum(int(np.asarray(a).nbytes) for a in arrays) + ranker

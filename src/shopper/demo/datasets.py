@@ -10,13 +10,14 @@ from __future__ import annotations
 import csv
 import gzip
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from shopper.demo.client import ShopClient, Shopper
+from shopper.domain.event import Event, EventType
 from shopper.errors import ShopperError
 
 REES46_TYPES = {
@@ -285,3 +286,29 @@ def _stock_zero(event_id: str, item_id: str, ts: str) -> dict[str, Any]:
         "item_id": item_id,
         "quantity": 0,
     }
+
+
+def dataset_events(path: Path) -> list[Event]:
+    """A data set folder as the domain events a shop would have archived: its catalog
+    (listed when first seen) and every kept row, decoded as the processor decodes them.
+    The lines of a UCI invoice share its time; here they are `LINE_S` apart in file order
+    (each item at its first line's), as a till scans them, so that features taken in the
+    middle of a basket hold its first lines and not the rest (see `training.moments`)."""
+    from shopper.codec import parse_event
+    from shopper.training.moments import LINE_S
+
+    dataset = find_dataset(path)
+    rows = list(dataset.rows())
+    raw = [*dataset.catalog(rows), *dataset.events(rows)]
+    events = [parse_event(r).to_domain() for r in raw]
+    if dataset.name != "uci-online-retail":
+        return events
+    positions: dict[str, dict[str, int]] = {}
+    spaced = []
+    for event in events:
+        if event.type is EventType.PURCHASE and event.session_id and event.item_id:
+            lines = positions.setdefault(event.session_id, {})
+            at = lines.setdefault(event.item_id, len(lines))
+            event = replace(event, ts=event.ts + at * LINE_S)
+        spaced.append(event)
+    return spaced

@@ -84,13 +84,19 @@ def _train_on_history(config: Config, options: DemoOptions) -> dict[str, Any]:
     archive, so the live run is served by trained models (tiers and all)."""
     from shopper.demo.history import simulated_history
     from shopper.model_tasks import run_train
+    from shopper.ranker_tasks import FeatureSource
     from shopper.training.data import from_events
 
     history = simulated_history(
         SimulationParams(shoppers=options.shoppers, seed=options.seed + HISTORY_SEED)
     )
-    result = run_train(config, from_events(history), promote=True, show=options.progress)
-    return {k: result[k] for k in ("version", "seconds", "events", "shoppers", "items")}
+    # With the feature store on, the learned ranker too, on the history's features.
+    ranker = FeatureSource(given=tuple(history)) if config.feature_store != "off" else None
+    result = run_train(
+        config, from_events(history), promote=True, show=options.progress, ranker=ranker
+    )
+    keys = ("version", "seconds", "events", "shoppers", "items", "ranker")
+    return {k: result[k] for k in keys}
 
 
 def _own_namespace(config: Config) -> Config:
@@ -307,6 +313,8 @@ def _report(
     report["tier_share"] = ranking.get("tier_share", {})
     report["lists_by_model"] = ranking.get("lists_by_model", {})
     report["trending_items"] = ranking.get("trending_items", 0)
+    if "learned" in ranking:
+        report["learned_ranker"] = ranking["learned"]
     if isinstance(traffic, ShopSimulator):
         summary = traffic.summary
         report["flash_sale"] = {

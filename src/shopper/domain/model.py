@@ -10,12 +10,15 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from shopper.domain.tier import DEFAULT_THRESHOLDS, Tier, TierThresholds
+
+if TYPE_CHECKING:
+    from shopper.domain.learned import LearnedRanker
 
 Vector = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int32]
@@ -170,6 +173,9 @@ class RankingModel:
     settings: ModelSettings = ModelSettings()
     trained_until: float = 0.0  # the newest event the model saw
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # Re-ranks each shopper's candidates from the feature store's rows (None: the blends'
+    # order is served).
+    ranker: LearnedRanker | None = None
     index: Mapping[str, int] = field(init=False, repr=False)  # item id -> position
 
     def __post_init__(self) -> None:

@@ -198,12 +198,29 @@ def recommend(
     not know (trending items), each a share of the blend's whole weight. `lift`: factors
     (score times 1 + lift) for items whose offer improved (a price drop): only what the
     shopper would be shown anyway moves up."""
+    return score_candidates(model, profile, k, now, unavailable, blend, boost, lift)[0]
+
+
+def score_candidates(
+    model: RankingModel,
+    profile: Profile,
+    k: int,
+    now: float,
+    unavailable: Collection[str] = (),
+    blend: Blend | None = None,
+    boost: Mapping[str, float] | None = None,
+    lift: Mapping[str, float] | None = None,
+    names: Iterable[str] = (),
+) -> tuple[Ranked, dict[str, Vector], Vector]:
+    """`recommend`, with what it was ranked by: the component scores (the blend's, and
+    `names` besides) and the blended scores over the catalog, before boosts."""
     tier = tier_of(profile.interactions, model.settings.thresholds)
     blend = blend or model.blends[tier]
-    names = [name for name, _ in blend.active()]
-    if "content" not in names:
-        names.append("content")  # young items are scored by it
-    scores = blend_scores(component_scores(model, profile, names), blend, young_items(model, now))
+    wanted = dict.fromkeys([name for name, _ in blend.active()])
+    wanted.update(dict.fromkeys(["content", *names]))  # content scores young items
+    components = component_scores(model, profile, wanted)
+    blended = blend_scores(components, blend, young_items(model, now))
+    scores = blended.copy()
     if boost:
         total = sum(w for _, w in blend.active())
         for item, share in boost.items():
@@ -214,7 +231,8 @@ def recommend(
         j = model.index.get(item)
         if j is not None:
             scores[j] *= 1.0 + factor
-    return Ranked(top_k(model, scores, k, profile.hidden, unavailable), tier, lead_of(tier, blend))
+    items = top_k(model, scores, k, profile.hidden, unavailable)
+    return Ranked(items, tier, lead_of(tier, blend)), components, blended
 
 
 def top_k(
@@ -307,6 +325,28 @@ def similar_rows(model: RankingModel, rows: IntArray, k: int) -> list[list[Score
         ]
         for a, b in pairwise(bounds)
     ]  # as in `top_k`: a score too small to survive rounding is no score
+
+
+def similarity(
+    model: RankingModel, sources: IntArray, candidates: IntArray
+) -> npt.NDArray[np.float64]:
+    """How similar each candidate is to each source item (rows: sources), as the similar
+    lists see it: each neighbour table's weight, scaled per source to a maximum of 1,
+    averaged over the tables (0 where a candidate is none of a source's neighbours)."""
+    n, tables = model.n_items, _similar_tables(model)
+    out = np.zeros((len(sources), len(candidates)))
+    if not tables or len(sources) == 0 or len(candidates) == 0:
+        return out
+    wanted = (np.arange(len(sources), dtype=np.int64)[:, None] * n + candidates[None, :]).ravel()
+    for table in tables:
+        keys, weights = _scaled_neighbours(table, sources, n)
+        if len(keys) == 0:
+            continue
+        order = np.argsort(keys)
+        keys, weights = keys[order], weights[order]
+        at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+        out += np.where(keys[at] == wanted, weights[at], 0.0).reshape(out.shape)
+    return out / len(tables)
 
 
 def _similar_tables(model: RankingModel) -> list[Neighbours]:

@@ -23,6 +23,11 @@ class FeatureStore(Protocol):
         no row are left out."""
         ...
 
+    def read_users(self, user_ids: Sequence[str]) -> dict[str, dict[str, FeatureRow]]:
+        """`read_user` for many shoppers in one read (the learned ranker's micro-batch);
+        shoppers with no row at all are left out."""
+        ...
+
     def read_items(self, item_ids: Sequence[str]) -> dict[str, FeatureRow]:
         """The online `product_stats` rows of these items, by item id; unknown left out."""
         ...

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from shopper.domain.learned import FEATURE_NAMES
 from shopper.domain.model import RankingModel
 from shopper.errors import ShopperError
 
@@ -71,18 +72,41 @@ class ModelStore(Protocol):
 
 def check_storable(model: RankingModel) -> None:
     """What every store asks of a model before saving it: a version usable as a name,
-    and JSON metadata (so a model saved in memory could be saved to files too)."""
+    JSON metadata (so a model saved in memory could be saved to files too), and a learned
+    ranker, if any, that reads the features this version of shopper computes."""
     if not VERSION_PATTERN.fullmatch(model.version):
         raise ModelStoreError(
             f"model version {model.version!r} cannot be stored: use 1 to 128 letters, digits, "
             "'.', '_' or '-', starting with a letter or digit"
         )
+    ranker = model.ranker
     try:
-        json.dumps(model.metadata)
+        json.dumps([model.metadata, None if ranker is None else ranker.metadata])
     except (TypeError, ValueError) as exc:
         raise ModelStoreError(
             f"model {model.version}: metadata must be JSON to be stored ({exc})"
         ) from None
+    if ranker is not None and (error := ranker_mismatch(model.version, ranker.feature_names)):
+        raise error
+
+
+def ranker_mismatch(version: str, names: Sequence[str]) -> ModelStoreError | None:
+    """The error for a learned ranker fitted on other features (names or order) than
+    `FEATURE_NAMES`, the ones this version of shopper computes; None if they are those."""
+    if tuple(names) == FEATURE_NAMES:
+        return None
+    gone = [n for n in names if n not in FEATURE_NAMES]
+    new = [n for n in FEATURE_NAMES if n not in names]
+    changes = []
+    if gone:
+        changes.append(f"no longer computed: {', '.join(gone)}")
+    if new:
+        changes.append(f"unknown to the ranker: {', '.join(new)}")
+    return ModelStoreError(
+        f"model {version}: its learned ranker was fitted on other features than this version "
+        f"of shopper computes ({'; '.join(changes) or 'the same ones in another order'}); "
+        "train a new model with this version"
+    )
 
 
 def trained_at_of(model_metadata: Mapping[str, Any], saved_at: float) -> float:

@@ -48,7 +48,13 @@ def backfill(
 ) -> BackfillResult:
     """Recompute the whole offline store from the archive (idempotent)."""
     archive.flush()
-    events = list(archive.read())
+    return backfill_events(list(archive.read()), store, progress)
+
+
+def backfill_events(
+    events: list[Event], store: FeatureStore, progress: BackfillProgress | None = None
+) -> BackfillResult:
+    """Make the offline store the rows of `events` (the archive's, or a data set's)."""
     rows = offline_rows(events, progress)
     for view, view_rows in rows.items():
         store.replace_offline(view, view_rows)

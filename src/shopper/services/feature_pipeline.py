@@ -124,6 +124,17 @@ class FeaturePipeline:
             self.stats.dropped_batches += 1
             log.warning("feature pipeline is behind: dropped a batch of %d events", len(events))
 
+    def pushed(self, timeout: float) -> bool:
+        """Wait (at most `timeout`) until every batch handed over has its rows in the
+        online store: the learned ranker then reads the features of the events it ranks
+        for, as training saw them at that moment. False if the wait timed out."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.001)
+        return True
+
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every batch handed over is processed and archived."""
         deadline = time.monotonic() + timeout
@@ -295,6 +306,17 @@ class FeaturePipeline:
         items = [entity for kind, entity in sampled if kind == ITEM]
         served += [self._served(ITEM, r) for r in store.read_items(items).values()]
         return served
+
+    def events_seen(self, kind: str, entity: str, as_of: float) -> int | None:
+        """How many events this pipeline computed the entity's row at `as_of` from, if
+        that row is the one its engine holds now (else None: another writer's, or older).
+        Read from the processor's thread while the pipeline's works: a racing read only
+        loses the count."""
+        try:
+            kept = self.engine.events_kept(kind, entity)
+        except (IndexError, RuntimeError):
+            return None
+        return kept[1] if kept is not None and kept[0] == as_of else None
 
     def _served(self, kind: str, row: FeatureRow) -> ServedRow:
         kept = self.engine.events_kept(kind, row.entity_id)

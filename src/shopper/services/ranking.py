@@ -14,22 +14,44 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from shopper.domain.features.engine import ITEM, USER
+from shopper.domain.features.pair import PAIR_FEATURES, SHOPPER_ITEM, ItemPart
+from shopper.domain.features.spec import SESSION_CONTEXT, USER_PROFILE, FeatureRow
+from shopper.domain.learned import (
+    FEATURE_NAMES,
+    Candidates,
+    LearnedRanker,
+    Matrix,
+    StoreRows,
+    candidate_matrix,
+    candidates_of,
+    order_by_scores,
+)
 from shopper.domain.model import RankingModel
 from shopper.domain.ranking import RankingParams, rerank_with_session, session_strengths
 from shopper.domain.recommendation import DEFAULT_VARIANT, RecommendationList, ScoredItem, Source
-from shopper.domain.recommender import LiveInteraction, build_profile, recommend, similar_rows
+from shopper.domain.recommender import (
+    LiveInteraction,
+    Profile,
+    Ranked,
+    build_profile,
+    recommend,
+    similar_rows,
+)
 from shopper.domain.segment import GLOBAL_SEGMENT, hour_segment, popularity_segments
 from shopper.domain.session import SessionState
 from shopper.domain.trending import trending_scores
 from shopper.ports.cache import ListKey, RecommendationCache
 from shopper.ports.clock import Clock
+from shopper.ports.feature_store import FeatureLog, FeatureStore, ServedRow
 from shopper.ports.model_store import ModelStore
 from shopper.ports.processor_state import ProcessorState
+from shopper.services.feature_pipeline import sampled_entity
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +62,7 @@ SIMILAR_CHUNK = 1000  # items per similar-list chunk: one short cache write each
 PRICE_DROP_S = 86_400.0  # a price drop lifts an item for a day
 SOLD_OUT_MARGIN = 10  # items scored beyond the list size, for the sold-out ones dropped
 TRENDING_CANDIDATES = 100  # live top items checked for a trend
+VECTORS_LOGGED = 10  # of each sampled list: its top, what the shopper sees first
 YIELD_EVERY_S = 0.002  # ranking hands the GIL to page reads at least this often
 
 
@@ -50,6 +73,33 @@ class RankingSettings:
     model_poll_s: float = 5.0
     trending_weight: float = 0.3
     price_drop_weight: float = 0.5
+    learned_ranker: bool = True  # use a promoted model's learned ranker (with features)
+    vector_log_sample: float = 0.05  # share of shoppers whose ranked vectors are logged
+    feature_wait_s: float = 0.5  # for the batch's features to be online, at most
+
+
+# (entity kind, entity id, row as_of) -> how many events the online row was computed
+# from, if this process computed it (see FeaturePipeline.events_seen); for the skew check.
+EventsSeen = Callable[[str, str, float], int | None]
+
+
+@dataclass(slots=True)
+class LearnedFeatures:
+    """What the learned ranker reads features through: the online store, and where the
+    vectors it ranked by are logged for the skew check."""
+
+    open_store: Callable[[], FeatureStore]
+    log: FeatureLog | None = None
+    events_seen: EventsSeen | None = None
+    # Waits (at most the seconds given) until the events handed to the feature pipeline
+    # have their rows online; False if it timed out.
+    pushed: Callable[[float], bool] | None = None
+    store: FeatureStore | None = None
+
+    def connected(self) -> FeatureStore:
+        if self.store is None:  # opened on the processor's thread, which reads it
+            self.store = self.open_store()
+        return self.store
 
 
 @dataclass(slots=True)
@@ -59,6 +109,11 @@ class RankingStats:
     model_version: str | None = None
     model_loads: int = 0
     trending: int = 0  # items trending at the last micro-batch
+    learned_lists: int = 0  # lists the learned ranker ordered
+    feature_reads: int = 0  # online reads for it (users and items: one each per batch)
+    feature_read_failures: int = 0  # batches served in the blends' order instead
+    feature_waits_timed_out: int = 0  # batches ranked on rows a batch behind
+    vectors_logged: int = 0
 
 
 class RankingStage:
@@ -69,12 +124,14 @@ class RankingStage:
         clock: Clock,
         settings: RankingSettings,
         models: ModelStore | None = None,
+        features: LearnedFeatures | None = None,
     ) -> None:
         self._state = state
         self._cache = cache
         self._clock = clock
         self._settings = settings
         self._models = models
+        self._features = features
         self._params = RankingParams(k=settings.list_size)
         self._model: RankingModel | None = None
         self._stamp: str | None = None
@@ -190,12 +247,9 @@ class RankingStage:
     ) -> list[tuple[list[ScoredItem], str, str]]:
         # Scored first with room to spare, then one stock look-up for the whole batch.
         size = self._settings.list_size
-        boost = self._trending(model)
-        lift = self._price_drops(now)
         hour = hour_segment(now)
-        ranked = []
-        for session in _yielding(sessions):
-            profile = build_profile(
+        profiles = [
+            build_profile(
                 model,
                 session.subject,
                 now,
@@ -206,15 +260,101 @@ class RankingStage:
                 viewed=viewed_this_session(session),
                 reshow_viewed=self._settings.reshow_viewed,
             )
-            ranked.append(
-                recommend(model, profile, size + SOLD_OUT_MARGIN, now, boost=boost, lift=lift)
-            )
+            for session in _yielding(sessions)
+        ]
+        ranker = model.ranker if self._settings.learned_ranker else None
+        learned = None
+        if ranker is not None and self._features is not None:
+            learned = self._rank_learned(model, ranker, sessions, profiles, now)
+        if learned is not None:
+            ranked = learned
+        else:
+            # The learned ranker reads trends and prices as features; the blends get them
+            # as hand-set boosts.
+            boost, lift = self._trending(model), self._price_drops(now)
+            ranked = [
+                recommend(model, p, size + SOLD_OUT_MARGIN, now, boost=boost, lift=lift)
+                for p in profiles
+            ]
         candidates = {s.item_id for r in ranked for s in r.items}
         sold_out = self._cache.sold_out_among(candidates) if candidates else set()
         return [
             ([s for s in r.items if s.item_id not in sold_out][:size], r.tier.value, r.model)
             for r in ranked
         ]
+
+    def _rank_learned(
+        self,
+        model: RankingModel,
+        ranker: LearnedRanker,
+        sessions: Sequence[SessionState],
+        profiles: Sequence[Profile],
+        now: float,
+    ) -> list[Ranked] | None:
+        """Each shopper's candidates ordered by the learned ranker, from one online read
+        of the batch's shoppers and one of all their candidates; None (the blends' order
+        is served) when the feature store cannot be read."""
+        assert self._features is not None
+        cands = [candidates_of(model, p, ranker.candidates, now) for p in profiles]
+        wait = self._features.pushed
+        if wait is not None and not wait(self._settings.feature_wait_s):
+            self.stats.feature_waits_timed_out += 1
+        try:
+            store = self._features.connected()
+            users = store.read_users([s.subject for s in sessions])
+            items = store.read_items(sorted({i for c in cands for i in c.item_ids}))
+            self.stats.feature_reads += 2
+        except Exception:
+            self.stats.feature_read_failures += 1
+            log.exception("feature store unreadable; serving the blends' order")
+            return None
+        parts: dict[str, ItemPart] = {}  # each item's features once for the batch
+        rows = [StoreRows(users.get(s.subject, {}), items, parts) for s in sessions]
+        matrices = [candidate_matrix(model, c, r) for c, r in zip(cands, rows, strict=True)]
+        scores = ranker.scorer.predict(np.vstack(matrices)) if matrices else np.zeros(0)
+        bounds = np.cumsum([0, *(len(m) for m in matrices)]).tolist()
+        size = self._settings.list_size + SOLD_OUT_MARGIN
+        ranked = [
+            order_by_scores(c, scores[a:b], size)
+            for c, a, b in zip(cands, bounds[:-1], bounds[1:], strict=True)
+        ]
+        self.stats.learned_lists += len(ranked)
+        self._log_vectors(sessions, rows, cands, matrices, ranked, now)
+        return ranked
+
+    def _log_vectors(
+        self,
+        sessions: Sequence[SessionState],
+        rows: Sequence[StoreRows],
+        cands: Sequence[Candidates],
+        matrices: Sequence[Matrix],
+        ranked: Sequence[Ranked],
+        now: float,
+    ) -> None:
+        """The `shopper_item` features of the top of each sampled shopper's list, with the
+        times of the rows they were computed from, for `shopper features check-skew`."""
+        features, rate = self._features, self._settings.vector_log_sample
+        if features is None or features.log is None or rate <= 0:
+            return
+        logged = []
+        pair_at = len(FEATURE_NAMES) - len(PAIR_FEATURES)
+        for session, store_rows, c, m, r in zip(
+            sessions, rows, cands, matrices, ranked, strict=True
+        ):
+            if not sampled_entity(session.subject, rate):
+                continue
+            row_of = {item: i for i, item in enumerate(c.item_ids)}
+            for item in r.items[:VECTORS_LOGGED]:
+                read = m[row_of[item.item_id], pair_at:].tolist()
+                vector = served_vector(session.subject, item.item_id, read, store_rows, now,
+                                       features.events_seen)  # fmt: skip
+                logged.append(ServedRow(vector))
+        if logged:
+            try:
+                features.log.append(logged)
+                self.stats.vectors_logged += len(logged)
+            except Exception:
+                log.exception("feature vector log unwritable")
 
     def note_price(
         self, item_id: str, before: float | None, after: float | None, ts: float
@@ -273,6 +413,42 @@ class RankingStage:
             tier = "anonymous" if session.interactions == 0 else "live"
             out.append((items, tier, BASELINE))
         return out
+
+
+def served_vector(
+    subject: str,
+    item_id: str,
+    read: Sequence[float],
+    rows: StoreRows,
+    now: float,
+    events_seen: EventsSeen | None,
+) -> FeatureRow:
+    """A logged `shopper_item` vector: the pair features the ranker read (`read`, in
+    `PAIR_FEATURES` order), the item, and the time (and, where known, the number of
+    events) of each row they came from."""
+    user, item = rows.user.get(USER_PROFILE.name), rows.items.get(item_id)
+    session = rows.user.get(SESSION_CONTEXT.name)
+
+    def seen(kind: str, row: FeatureRow | None) -> int | None:
+        if row is None or events_seen is None:
+            return None
+        return events_seen(kind, row.entity_id, row.as_of)
+
+    values = dict(zip(PAIR_FEATURES, read, strict=True))
+    return FeatureRow(
+        SHOPPER_ITEM.name,
+        subject,
+        now,
+        {
+            **values,
+            "item_id": item_id,
+            "user_as_of": user.as_of if user else None,
+            "session_as_of": session.as_of if session else None,
+            "item_as_of": item.as_of if item else None,
+            "user_events": seen(USER, user),
+            "item_events": seen(ITEM, item),
+        },
+    )
 
 
 def live_interactions(session: SessionState) -> list[LiveInteraction]:

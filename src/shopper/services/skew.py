@@ -16,7 +16,15 @@ from typing import Any
 
 from shopper.domain.event import Event
 from shopper.domain.features.engine import ITEM, USER, item_of, unique_in_order, user_of
-from shopper.domain.features.spec import PRODUCT_STATS, VIEWS, FeatureRow, FeatureValue
+from shopper.domain.features.pair import PAIR_FEATURES, SHOPPER_ITEM, pair_features
+from shopper.domain.features.spec import (
+    PRODUCT_STATS,
+    SESSION_CONTEXT,
+    USER_PROFILE,
+    VIEWS,
+    FeatureRow,
+    FeatureValue,
+)
 from shopper.domain.features.window import ITEM_HORIZON, USER_HORIZON
 from shopper.ports.feature_store import FeatureStore, ServedRow
 
@@ -92,7 +100,11 @@ def check_skew(
     a served row that was computed from fewer events than training sees for its time is
     `late`: events arrived after it was served, so its difference says nothing of the
     definitions."""
-    report = SkewReport(sources={"served": len(served), "online": len(online)})
+    vectors = [s.row for s in served if s.row.view == SHOPPER_ITEM.name]
+    served = [s for s in served if s.row.view != SHOPPER_ITEM.name]
+    report = SkewReport(
+        sources={"served": len(served), "online": len(online), "vectors": len(vectors)}
+    )
     tagged = [(s.row, s.events_seen) for s in served] + [(row, None) for row in online]
     for view in sorted({row.view for row, _ in tagged}):
         view_rows = [(row, seen) for row, seen in tagged if row.view == view]
@@ -103,7 +115,69 @@ def check_skew(
                 continue
             if seen < counts.within_horizon(view, online_row.entity_id, online_row.as_of):
                 report.late += 1
+    _check_vectors(report, store, vectors, counts)
     return report
+
+
+def _check_vectors(
+    report: SkewReport,
+    store: FeatureStore,
+    vectors: Sequence[FeatureRow],
+    counts: EventCounts | None,
+) -> None:
+    """The learned ranker's logged `shopper_item` vectors against the same features
+    computed from the offline rows at the times the served rows were stamped with: the
+    pair function and the rows must both agree for a vector to match."""
+    if not vectors:
+        return
+    report.by_feature.update({f"{SHOPPER_ITEM.name}:{name}": 0 for name in PAIR_FEATURES})
+    stamps = {USER_PROFILE.name: "user_as_of", SESSION_CONTEXT.name: "session_as_of"}
+    offline_users = {
+        view: _historical(store, view, [(v.entity_id, v.values.get(stamp)) for v in vectors])
+        for view, stamp in stamps.items()
+    }
+    items = [(str(v.values.get("item_id")), v.values.get("item_as_of")) for v in vectors]
+    offline_items = _historical(store, PRODUCT_STATS.name, items)
+    for i, vector in enumerate(vectors):
+        user = {view: row for view, rows in offline_users.items() if (row := rows[i]) is not None}
+        values = dict(zip(PAIR_FEATURES, pair_features(user, offline_items[i]), strict=True))
+        offline = FeatureRow(SHOPPER_ITEM.name, vector.entity_id, vector.as_of, values)
+        if _compare(report, vector, offline) or counts is None:
+            continue
+        if _late_inputs(vector, counts):
+            report.late += 1
+
+
+def _historical(
+    store: FeatureStore, view: str, requests: Sequence[tuple[str, FeatureValue]]
+) -> list[FeatureRow | None]:
+    """Point-in-time rows for the requests that have a time (the served vector read a
+    row); None for the rest (it read none, and so does the recomputation)."""
+    timed = [(i, (entity, float(t))) for i, (entity, t) in enumerate(requests)
+             if isinstance(t, int | float)]  # fmt: skip
+    answers = store.historical(view, [r for _, r in timed]) if timed else []
+    out: list[FeatureRow | None] = [None] * len(requests)
+    for (i, _), row in zip(timed, answers, strict=True):
+        out[i] = row
+    return out
+
+
+def _late_inputs(vector: FeatureRow, counts: EventCounts) -> bool:
+    """A row the vector was computed from had fewer events than training sees for its
+    time: events arrived after it was served."""
+    inputs = (
+        (USER_PROFILE.name, vector.entity_id, "user_as_of", "user_events"),
+        (PRODUCT_STATS.name, str(vector.values.get("item_id")), "item_as_of", "item_events"),
+    )
+    for view, entity, stamp, seen in inputs:
+        as_of, n = vector.values.get(stamp), vector.values.get(seen)
+        if (
+            isinstance(as_of, float)
+            and isinstance(n, int)
+            and n < counts.within_horizon(view, entity, as_of)
+        ):
+            return True
+    return False
 
 
 def online_sample(
@@ -133,9 +207,10 @@ def same_value(a: FeatureValue, b: FeatureValue) -> bool:
 
 
 def _differing(online: FeatureRow, offline: FeatureRow) -> list[str]:
+    spec = SHOPPER_ITEM if online.view == SHOPPER_ITEM.name else VIEWS[online.view]
     return [
         name
-        for name in VIEWS[online.view].feature_names
+        for name in spec.feature_names
         if not same_value(online.values.get(name), offline.values.get(name))
     ]
 

@@ -108,9 +108,10 @@ def from_events(
                 country,
                 e.context.device,
                 e.context.referrer,
+                e.session_id or e.subject,  # the visit (a shopper without one: one visit)
             )
         )
-    frame = pd.DataFrame(rows, columns=EVENT_COLUMNS)
+    frame = pd.DataFrame(rows, columns=[*EVENT_COLUMNS, "session"])
     cat = pd.DataFrame(
         [(i, text, listed) for i, (text, listed) in catalog.items()], columns=CATALOG_COLUMNS
     )
@@ -150,6 +151,25 @@ def from_files(
     if not decoded:
         raise DataError(f"{events}: no valid events ({'; '.join(bad[:3]) or 'empty file'})")
     return from_events(decoded, items, user_rows, len(bad), tuple(bad[:MAX_REASONS]))
+
+
+def file_events(events: Path, catalog: Path | None = None) -> list[Event]:
+    """Canonical files as the domain events a shop would have archived (the feature
+    store's backfill reads them): the valid events, and each catalog item as an
+    `item_upsert` dated when it was listed, else when the events first show it."""
+    decoded = list(_valid_events(events, []))
+    first: dict[str, float] = {}
+    for e in decoded:
+        if e.item_id is not None:
+            first[e.item_id] = min(e.ts, first.get(e.item_id, e.ts))
+    start = min((e.ts for e in decoded), default=0.0)
+    upserts = [
+        Event(f"catalog-{item.item_id}", EventType.ITEM_UPSERT,
+              item.created_at or first.get(item.item_id, start), item_id=item.item_id,
+              item=item)
+        for item in (_valid_items(catalog, []) if catalog else ())
+    ]  # fmt: skip
+    return [*upserts, *decoded]
 
 
 def _valid_events(path: Path, bad: list[str]) -> Iterable[Event]:

@@ -10,17 +10,20 @@ bought before; `allow`: repeats count too). Their history is what the model saw.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from shopper.domain.learned import candidate_matrix, candidates_of, order_by_ranker
 from shopper.domain.model import Blend, RankingModel, Repurchase
-from shopper.domain.recommender import Ranked, build_profile, recommend
+from shopper.domain.recommender import Profile, Ranked, build_profile, recommend
 from shopper.domain.segment import hour_segment
 from shopper.domain.tier import Tier
+from shopper.ports.feature_store import FeatureStore
 from shopper.training.data import Interactions
+from shopper.training.learned_ranker import point_in_time
 
 DAY_S = 86_400.0
 MIN_TARGET_SHOPPERS = 20
@@ -47,7 +50,8 @@ class Scores:
     ndcg_sq: float = 0.0
     shown: set[str] = field(default_factory=set)
 
-    def add(self, ranked: list[str], relevant: frozenset[str], k: int) -> None:
+    def add(self, ranked: list[str], relevant: frozenset[str], k: int) -> tuple[float, float]:
+        """Count one shopper in; returns their (recall, NDCG)."""
         hits = [i for i, item in enumerate(ranked[:k]) if item in relevant]
         recall = len(hits) / len(relevant)
         self.n += 1
@@ -59,6 +63,7 @@ class Scores:
         self.ndcg_sq += ndcg * ndcg
         self.mrr += 1 / (hits[0] + 1) if hits else 0.0
         self.shown.update(ranked[:k])
+        return recall, ndcg
 
     def summary(self, n_items: int) -> dict[str, float]:
         if self.n == 0:
@@ -114,6 +119,8 @@ def targets(train: Interactions, window: pd.DataFrame, repurchase: Repurchase) -
 
 
 Recommender = Callable[[RankingModel, Target, int], Ranked]
+Metrics = dict[str, dict[str, float]]
+PerTarget = list[tuple[float, float]]  # each test shopper's (recall, NDCG), in order
 
 
 def served(blend: Blend | None = None) -> Recommender:
@@ -121,25 +128,73 @@ def served(blend: Blend | None = None) -> Recommender:
 
     def run(model: RankingModel, target: Target, k: int) -> Ranked:
         now = model.trained_until
-        profile = build_profile(model, target.subject, now, segments=target.segments)
-        return recommend(model, profile, k, now, blend=blend)
+        return recommend(model, target_profile(model, target, now), k, now, blend=blend)
 
     return run
 
 
+def target_profile(model: RankingModel, target: Target, now: float) -> Profile:
+    """A test shopper as the model knows them at the split, in the context they came in."""
+    return build_profile(model, target.subject, now, segments=target.segments)
+
+
+def learned_lists(
+    model: RankingModel, tests: Sequence[Target], k: int, store: FeatureStore, at: float
+) -> list[Ranked]:
+    """The learned ranker's lists: the candidates of the served blend (the profile `served`
+    builds) ordered from the feature store's rows as of `at` (the split), read for every
+    test shopper at once."""
+    ranker = model.ranker
+    if ranker is None:
+        raise ValueError(f"model {model.version} has no learned ranker")
+    now = model.trained_until
+    cands = [candidates_of(model, target_profile(model, t, now), ranker.candidates, now)
+             for t in tests]  # fmt: skip
+    rows = point_in_time(store, [(t.subject, at) for t in tests], [c.item_ids for c in cands])
+    return [
+        order_by_ranker(ranker, c, candidate_matrix(model, c, r), k)
+        for c, r in zip(cands, rows, strict=True)
+    ]
+
+
 def measure(
     model: RankingModel, tests: Iterable[Target], k: int, recommender: Recommender
-) -> dict[str, dict[str, float]]:
+) -> Metrics:
     """Metrics overall and per tier (the tier the shopper is in when the list is made)."""
+    shoppers = list(tests)
+    return measure_lists(model, shoppers, [recommender(model, t, k) for t in shoppers], k)[0]
+
+
+def measure_lists(
+    model: RankingModel, tests: Sequence[Target], lists: Iterable[Ranked], k: int
+) -> tuple[Metrics, PerTarget]:
+    """`measure` of lists already made (one per test shopper, in order), with each
+    shopper's (recall, NDCG) for paired differences."""
     overall = Scores()
     tiers = {t: Scores() for t in Tier}
-    for target in tests:
-        ranked = recommender(model, target, k)
+    per_target: PerTarget = []
+    for target, ranked in zip(tests, lists, strict=True):
         ids = [s.item_id for s in ranked.items]
-        overall.add(ids, target.relevant, k)
+        per_target.append(overall.add(ids, target.relevant, k))
         tiers[ranked.tier].add(ids, target.relevant, k)
     n = model.n_items
-    return {"overall": overall.summary(n)} | {t.value: s.summary(n) for t, s in tiers.items()}
+    metrics = {"overall": overall.summary(n)} | {t.value: s.summary(n) for t, s in tiers.items()}
+    return metrics, per_target
+
+
+def paired_difference(better: PerTarget, base: PerTarget) -> dict[str, float]:
+    """Mean per-case difference of recall and NDCG (`better` minus `base`) with its
+    standard error: the cases are the same, so the pairs' spread is what counts."""
+    diff = np.array(better, dtype=np.float64).reshape(-1, 2) - np.array(
+        base, dtype=np.float64
+    ).reshape(-1, 2)
+    n = max(len(diff), 1)
+    out: dict[str, float] = {}
+    for col, name in enumerate(("recall", "ndcg")):
+        d = diff[:, col] if len(diff) else np.zeros(1)
+        out[name] = round(float(d.mean()), 4)
+        out[f"{name}_se"] = round(float(d.std(ddof=1)) / math.sqrt(n) if n > 1 else 0.0, 4)
+    return out
 
 
 SINGLE_MODELS: Mapping[str, Mapping[str, float]] = {

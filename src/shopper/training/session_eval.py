@@ -1,53 +1,40 @@
 """Session-aware evaluation (`shopper evaluate --protocol session`): does what a shopper does
-in this visit make the list better? docs/evaluation.md.
+in this visit make the list better, and does the learned ranker order it better than the
+hand-weighted blend? docs/evaluation.md.
 
-The models are trained (and tuned) on everything before the test window. Each test visit
-is cut: what the shopper did before the cut is revealed, what comes after is to predict.
+The models (and, with a feature store, the learned ranker) are trained and tuned on
+everything before the test window; the test window's moments (`training.moments`) are
+ranked three ways by the serving code:
 
-- Basket completion (a data set whose visits are purchases, e.g. UCI: an invoice is a
-  visit): for every invoice of two lines or more in the test window, the first half of its
-  lines in file order are revealed, the rest are relevant.
-- Next item (visits of views and carts, e.g. REES46): at every step of a test session, the
-  events so far are revealed; the next viewed or carted item, if new to the session, is
-  relevant.
+- `no-session`: the catalog, for the shopper as they were before the visit (their trained
+  history and their earlier visits in the test window);
+- `session`: the same, with the revealed part of the visit as live events: the tier
+  blend's order of its candidates, the hand-weighted session re-rank;
+- `learned`: those candidates (the blend's top `candidates`) ordered by the learned ranker
+  from the feature store's point-in-time rows as of the moment.
 
-The same candidates are ranked, by `domain.recommender.recommend` as served, for the shopper
-as they were before the visit (`no-session`: their trained history and their earlier visits
-in the test window) and with the revealed part of the visit as live events (`session`).
 Revealed items are never recommended back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
-
+from shopper.domain.learned import LEARNED, order_by_ranker
 from shopper.domain.model import RankingModel, Repurchase
-from shopper.domain.recommender import LiveInteraction, Profile, build_profile, recommend
+from shopper.domain.recommender import recommend
 from shopper.domain.tier import DEFAULT_THRESHOLDS, Tier, TierThresholds
 from shopper.errors import ShopperError
+from shopper.ports.feature_store import FeatureStore
 from shopper.training.data import Interactions
-from shopper.training.evaluation import Scores, time_split
+from shopper.training.evaluation import Scores, paired_difference, time_split
 from shopper.training.fit import Progress
+from shopper.training.learned_ranker import RankerSettings, score_moments
+from shopper.training.moments import Case, case_profile, moments
 from shopper.training.tuning import validation_days
 
 NO_SESSION = "no-session"
 SESSION = "session"
-
-
-@dataclass(frozen=True)
-class Case:
-    """One prediction: who, when, what they did before this visit in the test window,
-    what of the visit is revealed, and what is relevant."""
-
-    subject: str
-    ts: float
-    earlier: tuple[LiveInteraction, ...]
-    revealed: tuple[LiveInteraction, ...]
-    relevant: frozenset[str]
 
 
 def evaluate_sessions(
@@ -57,8 +44,11 @@ def evaluate_sessions(
     repurchase: Repurchase = Repurchase.EXCLUDE,
     thresholds: TierThresholds = DEFAULT_THRESHOLDS,
     progress: Progress | None = None,
+    features: FeatureStore | None = None,
+    ranker_settings: RankerSettings | None = None,
 ) -> dict[str, Any]:
-    """Both rankings over every test case of the data's kind (basket or next item)."""
+    """Every ranking over every test moment of the data's kind (basket or next item);
+    `learned` only with a feature store."""
     from shopper.training.pipeline import train
 
     if "session" not in data.events.columns:
@@ -68,90 +58,88 @@ def evaluate_sessions(
         )
     days = min(test_days, validation_days(data, test_days))
     train_part, window, _ = time_split(data, days)
-    model = train(train_part, repurchase, thresholds, validation_days=days, k=k,
-                  progress=progress)  # fmt: skip
+    model = train(
+        train_part, repurchase, thresholds, validation_days=days, k=k, progress=progress,
+        features=features, ranker_settings=ranker_settings,
+    )  # fmt: skip
+    cases = list(moments(window))
     basket = bool(window.purchase.all())
-    cases = list(basket_cases(window) if basket else next_item_cases(window))
     if progress:
         progress("evaluate")
-    results = {name: _tiers() for name in (NO_SESSION, SESSION)}
+    results = {name: Ranking() for name in (NO_SESSION, SESSION)}
     for case in cases:
-        for name, revealed in ((NO_SESSION, ()), (SESSION, case.revealed)):
-            profile = _profile(model, case, revealed)
-            ranked = recommend(model, profile, k, case.ts)
-            ids = [s.item_id for s in ranked.items]
-            results[name]["overall"].add(ids, case.relevant, k)
-            results[name][ranked.tier.value].add(ids, case.relevant, k)
+        ranked = recommend(model, case_profile(model, case, ()), k, case.ts)
+        results[NO_SESSION].add([s.item_id for s in ranked.items], case, ranked.tier, k)
+    if model.ranker is None:
+        for case in cases:
+            ranked = recommend(model, case_profile(model, case, case.revealed), k, case.ts)
+            results[SESSION].add([s.item_id for s in ranked.items], case, ranked.tier, k)
+    else:
+        assert features is not None
+        results[LEARNED] = Ranking()
+        if progress:
+            progress("evaluate: features")
+        scored = score_moments(model, cases, features, model.ranker.candidates)
+        for case, cands, matrix in zip(cases, scored.candidates, scored.matrices, strict=True):
+            tier = cands.ranked.tier
+            results[SESSION].add(cands.item_ids[:k], case, tier, k)
+            learned = order_by_ranker(model.ranker, cands, matrix, k)
+            results[LEARNED].add([s.item_id for s in learned.items], case, tier, k)
+    return _report(model, results, basket, repurchase, days, len(cases), k)
+
+
+class Ranking:
+    """One ranking's scores, per tier and overall, and per case (for paired differences)."""
+
+    def __init__(self) -> None:
+        self.tiers = {"overall": Scores()} | {t.value: Scores() for t in Tier}
+        self.per_case: list[tuple[float, float]] = []  # (recall, NDCG)
+
+    def add(self, ids: list[str], case: Case, tier: Tier, k: int) -> None:
+        self.per_case.append(self.tiers["overall"].add(ids, case.relevant, k))
+        self.tiers[tier.value].add(ids, case.relevant, k)
+
+
+def paired(better: Ranking, base: Ranking) -> dict[str, float]:
+    """Mean per-case difference of recall and NDCG (`better` minus `base`) with its
+    standard error: the cases are the same, so the pairs' spread is what counts."""
+    return paired_difference(better.per_case, base.per_case)
+
+
+def _report(
+    model: RankingModel,
+    results: dict[str, Ranking],
+    basket: bool,
+    repurchase: Repurchase,
+    days: float,
+    cases: int,
+    k: int,
+) -> dict[str, Any]:
     n = model.n_items
-    return {
+    out: dict[str, Any] = {
         "k": k,
         "protocol": "session",
         "task": "basket completion" if basket else "next item",
         "repurchase": repurchase.value,
         "test_days": round(days, 4),
-        "cases": len(cases),
+        "cases": cases,
         "models": {
             name: {
-                "overall": tiers["overall"].summary(n),
-                "tiers": {t.value: tiers[t.value].summary(n) for t in Tier},
+                "overall": r.tiers["overall"].summary(n),
+                "tiers": {t.value: r.tiers[t.value].summary(n) for t in Tier},
             }
-            for name, tiers in results.items()
+            for name, r in results.items()
+        },
+        # Each ranking against the one before it, case by case.
+        "differences": {
+            f"{better} - {base}": paired(results[better], results[base])
+            for base, better in ((NO_SESSION, SESSION), (SESSION, LEARNED))
+            if better in results
         },
         "blends": {t.value: dict(b.weights) for t, b in model.blends.items()},
     }
-
-
-def _tiers() -> dict[str, Scores]:
-    return {"overall": Scores()} | {t.value: Scores() for t in Tier}
-
-
-def _profile(model: RankingModel, case: Case, revealed: tuple[LiveInteraction, ...]) -> Profile:
-    live = [*case.earlier, *revealed]
-    return build_profile(
-        model,
-        case.subject,
-        case.ts,
-        live=live,
-        live_count=len(live),
-        # What the visit showed is never recommended back, with or without its context.
-        viewed=[i.item_id for i in case.revealed],
-    )
-
-
-def basket_cases(window: pd.DataFrame) -> Iterator[Case]:
-    """Each invoice of two lines or more: its first half revealed, the rest relevant."""
-    earlier: dict[str, list[LiveInteraction]] = {}
-    for (subject, _), lines in window.groupby(["subject", "session"], sort=False):
-        items = list(dict.fromkeys(lines.item_id))  # distinct, in file order
-        ts = float(lines.ts.iloc[0])
-        before = tuple(earlier.get(str(subject), ()))
-        visit = [LiveInteraction(i, 5.0, ts, purchase=True) for i in items]
-        earlier.setdefault(str(subject), []).extend(visit)
-        half = len(items) // 2
-        if half == 0:
-            continue
-        yield Case(str(subject), ts, before, tuple(visit[:half]), frozenset(items[half:]))
-
-
-def next_item_cases(window: pd.DataFrame) -> Iterator[Case]:
-    """Each step of each session: the next viewed or carted item, if new to the session."""
-    earlier: dict[str, list[LiveInteraction]] = {}
-    for (subject, _), events in window.sort_values("ts", kind="stable").groupby(
-        ["subject", "session"], sort=False
-    ):
-        rows = list(events.itertuples(index=False))
-        before = tuple(earlier.get(str(subject), ()))
-        visit = [
-            LiveInteraction(r.item_id, float(r.weight), float(r.ts), purchase=bool(r.purchase))
-            for r in rows
-        ]
-        for t in range(1, len(rows)):
-            target = rows[t]
-            seen = {i.item_id for i in visit[:t]}
-            if target.type not in ("view", "add_to_cart") or target.item_id in seen:
-                continue
-            yield Case(
-                str(subject), float(target.ts), before, tuple(visit[:t]),
-                frozenset({target.item_id}),
-            )  # fmt: skip
-        earlier.setdefault(str(subject), []).extend(visit)
+    if model.ranker is not None:
+        out["ranker"] = dict(model.ranker.metadata)
+    elif "ranker_skipped" in model.metadata:
+        out["ranker"] = {"skipped": model.metadata["ranker_skipped"]}
+    return out

@@ -45,9 +45,14 @@ class Tuned:
 
 
 def validation_days(data: Interactions, wanted: float = 30.0) -> float:
-    """The validation window: `wanted` days, at most a quarter of the data's span."""
-    start, end = data.span
-    return max(min(wanted, (end - start) / 86_400.0 / 4), 1e-3)
+    """The validation window: `wanted` days, at most the time the data's last quarter of
+    events spans (a quarter of the span where events come evenly; less where they crowd
+    at the end, so the part before keeps three quarters of them)."""
+    if data.events.empty:
+        return 1e-3
+    _, end = data.span
+    quarter = (end - float(np.quantile(data.events.ts.to_numpy(), 0.75))) / 86_400.0
+    return max(min(wanted, quarter), 1e-3)
 
 
 def tune(
@@ -62,7 +67,8 @@ def tune(
     """Settings and blends for `data`, chosen on its own last `days` (see module doc)."""
     started = time.perf_counter()
     step = progress or (lambda _: None)
-    fit_part, window, _ = time_split(data, days or validation_days(data))
+    days = validation_days(data, days or 30.0)
+    fit_part, window, _ = time_split(data, days)
     tests = targets(fit_part, window, repurchase)
     if not tests:
         return Tuned(base, {t: Blend(dict(w)) for t, w in DEFAULT_BLENDS.items()})
@@ -159,7 +165,7 @@ def tune(
             # A small tier overfits one window: the window before it joins, with models
             # fitted on what precedes it (fitted once, for every small tier).
             if earlier is None:
-                earlier = _earlier_round(fit_part, days or validation_days(data), settings,
+                earlier = _earlier_round(fit_part, days, settings,
                                          repurchase, thresholds)  # fmt: skip
             who += [(m, [t for t in ts if _tier(m, t) is tier]) for m, ts in earlier]
         blends[tier], report[f"blend {tier.value}"] = tune_blend(who, tier, k)

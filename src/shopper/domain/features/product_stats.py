@@ -30,12 +30,13 @@ T = TypeVar("T")
 @dataclass(frozen=True, slots=True)
 class ItemCarry:
     """What an item's events older than the horizon still tell: its first event and the
-    latest price, stock level and listing time they stated."""
+    latest price, stock level, listing time and category they stated."""
 
     first_seen: float | None = None
     price: Stamped[float] | None = None
     stock: Stamped[int] | None = None
     created_at: Stamped[float] | None = None
+    category: Stamped[str] | None = None
 
 
 ItemTimeline = Timeline[ItemCarry]
@@ -65,6 +66,13 @@ def created_statement(event: Event) -> float | None:
     return None
 
 
+def category_statement(event: Event) -> str | None:
+    """The category path a catalog record states, joined with ` > ` ("" for none)."""
+    if event.type is EventType.ITEM_UPSERT and event.item is not None:
+        return " > ".join(event.item.category)
+    return None
+
+
 def fold_item(carry: ItemCarry, event: Event) -> ItemCarry:
     """Fold one event that left the horizon into the summary (in any order)."""
     first = event.ts if carry.first_seen is None else min(carry.first_seen, event.ts)
@@ -73,6 +81,7 @@ def fold_item(carry: ItemCarry, event: Event) -> ItemCarry:
         price=later(carry.price, _stamp(event, price_statement(event))),
         stock=later(carry.stock, _stamp(event, stock_statement(event))),
         created_at=later(carry.created_at, _stamp(event, created_statement(event))),
+        category=later(carry.category, _stamp(event, category_statement(event))),
     )
 
 
@@ -126,6 +135,11 @@ def age_hours(t: ItemTimeline) -> float:
     return max(t.as_of - listed, 0.0) / 3600.0
 
 
+def category(t: ItemTimeline) -> str:
+    """The category path the latest catalog record stated ("" if none did)."""
+    return _latest(t, category_statement, t.carry.category) or ""
+
+
 def compute_product_stats(t: ItemTimeline) -> dict[str, FeatureValue]:
     return {
         "views_1h": views_1h(t),
@@ -135,6 +149,7 @@ def compute_product_stats(t: ItemTimeline) -> dict[str, FeatureValue]:
         "price": price(t),
         "in_stock": in_stock(t),
         "age_hours": age_hours(t),
+        "category": category(t),
     }
 
 

@@ -92,9 +92,10 @@ PRODUCT_STATS = ViewSpec(
         FeatureSpec("price", Dtype.FLOAT64, nullable=True),
         FeatureSpec("in_stock", Dtype.BOOL),
         FeatureSpec("age_hours", Dtype.FLOAT64),
+        FeatureSpec("category", Dtype.STRING),
     ),
     ttl_s=90 * DAY_S,
-    description="demand, trend, price and stock of an item",
+    description="demand, trend, price, stock and category of an item",
 )
 SESSION_CONTEXT = ViewSpec(
     "session_context",
