@@ -120,7 +120,7 @@ class Config(BaseModel):
         "(read from the online feature store; needs feature_store on); false: the blends' order",
     )
     ranker_feature_wait_s: float = Field(
-        0.5,
+        0.05,
         ge=0,
         description="how long the learned ranker waits for a micro-batch's features to be "
         "online before it ranks on the rows it has (a batch behind)",

@@ -6,12 +6,14 @@ from __future__ import annotations
 import math
 import random
 
+import numpy as np
 import pytest
 
 from shopper.adapters.memory_feature_store import InMemoryFeatureStore
 from shopper.domain.event import Event
 from shopper.domain.features.pair import PAIR_FEATURES
 from shopper.domain.learned import FEATURE_NAMES
+from shopper.domain.recommender import similar_items, similarity
 from shopper.services.feature_backfill import backfill_events
 from shopper.training.learned_ranker import point_in_time, score_moments
 from shopper.training.moments import BEFORE_S, Case
@@ -88,3 +90,20 @@ def test_a_moment_gets_one_feature_row_per_candidate_in_the_ranker_columns() -> 
     assert all(math.isnan(v) for i, v in zip(cands.item_ids, views, strict=True)
                if i != model.item_ids[0])  # fmt: skip
     assert FEATURE_NAMES[-len(PAIR_FEATURES) :] == PAIR_FEATURES
+
+
+def test_similarity_to_the_session_is_what_the_similar_lists_say() -> None:
+    """The ranker's `sim_*` features read the similar lists' tables: for one source item,
+    the candidates' similarity over its best is the similar list's relative score."""
+    model = ranking_model("v1")
+    for j in range(0, model.n_items, 7):
+        listed = similar_items(model, model.item_ids[j], model.n_items)
+        if not listed:
+            continue
+        candidates = np.array([model.index[s.item_id] for s in listed], dtype=np.int32)
+        others = np.setdiff1d(np.arange(model.n_items, dtype=np.int32), [j, *candidates])
+        sims = similarity(model, np.array([j], dtype=np.int32), np.r_[candidates, others])
+        got = sims[0, : len(candidates)] / sims[0].max()
+        assert got == pytest.approx([s.score for s in listed], abs=1e-6)
+        assert not sims[0, len(candidates) :].any()  # not a neighbour: 0
+        assert similarity(model, np.array([j], dtype=np.int32), np.array([j])).item() == 0

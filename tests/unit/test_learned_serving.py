@@ -90,6 +90,7 @@ def make_system(models: InMemoryModelStore, store: FeatureStore | None, **settin
         model_poll_s=0.001,
         feature_store="memory" if store is not None else "off",
         feature_log_sample=1.0,
+        ranker_feature_wait_s=10.0,  # the batch's rows are online before it is ranked
         **settings,
     )
     system = build_system(config, clock=ManualClock(), models=models)

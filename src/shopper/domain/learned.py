@@ -168,13 +168,18 @@ def _session_similarity(
     recent = _positions(model, session.values.get("recent_item_ids") if session else ())
     cart = _positions(model, session.values.get("cart_item_ids") if session else ())
     out = np.zeros((len(candidates), 4))
+    if not len(recent) and not len(cart):
+        return out
+    # One look-up for both: the cart's items are mostly the session's too.
+    sources = np.unique(np.concatenate([recent, cart]))
+    sims = similarity(model, sources, candidates)
     if len(recent):
-        sims = similarity(model, recent, candidates)
-        out[:, 0] = sims.max(axis=0)
-        out[:, 1] = sims.mean(axis=0)
-        out[:, 2] = sims[0]
+        of_recent = sims[np.searchsorted(sources, recent)]
+        out[:, 0] = of_recent.max(axis=0)
+        out[:, 1] = of_recent.mean(axis=0)
+        out[:, 2] = of_recent[0]
     if len(cart):
-        out[:, 3] = similarity(model, cart, candidates).max(axis=0)
+        out[:, 3] = sims[np.searchsorted(sources, cart)].max(axis=0)
     return out
 
 

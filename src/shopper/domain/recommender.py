@@ -337,15 +337,19 @@ def similarity(
     out = np.zeros((len(sources), len(candidates)))
     if not tables or len(sources) == 0 or len(candidates) == 0:
         return out
-    wanted = (np.arange(len(sources), dtype=np.int64)[:, None] * n + candidates[None, :]).ravel()
+    # Each source's neighbours are looked up in a catalog-wide column map: no sorting, one
+    # pass over the sources' neighbour rows per table (the processor runs this per list).
+    column = np.full(n, -1, dtype=np.int64)
+    column[candidates] = np.arange(len(candidates))
     for table in tables:
-        keys, weights = _scaled_neighbours(table, sources, n)
-        if len(keys) == 0:
-            continue
-        order = np.argsort(keys)
-        keys, weights = keys[order], weights[order]
-        at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
-        out += np.where(keys[at] == wanted, weights[at], 0.0).reshape(out.shape)
+        idx = table.index[sources]
+        w = table.weight[sources]
+        keep = (idx >= 0) & (w > 0) & (idx != sources[:, None])
+        top = np.where(keep, w, 0).max(axis=1, initial=0)
+        cols = np.where(keep, column[idx], -1)  # idx -1 reads the map's last: masked
+        rows, at = np.nonzero(cols >= 0)
+        # A row's neighbours are distinct, so each (source, candidate) is hit once a table.
+        out[rows, cols[rows, at]] += w[rows, at].astype(np.float64) / top[rows].astype(np.float64)
     return out / len(tables)
 
 

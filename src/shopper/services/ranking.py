@@ -75,7 +75,7 @@ class RankingSettings:
     price_drop_weight: float = 0.5
     learned_ranker: bool = True  # use a promoted model's learned ranker (with features)
     vector_log_sample: float = 0.05  # share of shoppers whose ranked vectors are logged
-    feature_wait_s: float = 0.5  # for the batch's features to be online, at most
+    feature_wait_s: float = 0.05  # for the batch's features to be online, at most
 
 
 # (entity kind, entity id, row as_of) -> how many events the online row was computed
