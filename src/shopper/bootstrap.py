@@ -29,18 +29,14 @@ from shopper.ports.model_store import ModelStore
 from shopper.ports.processor_state import ProcessorState
 from shopper.services.feature_pipeline import FeatureFeeds, FeaturePipeline
 from shopper.services.ingest import EventIngest
+from shopper.services.learned_ranking import LearnedFeatures
 from shopper.services.processor import (
     Processor,
     ProcessorRunner,
     ProcessorSettings,
     summarize_stats,
 )
-from shopper.services.ranking import (
-    LearnedFeatures,
-    RankingSettings,
-    RankingStage,
-    RankingStats,
-)
+from shopper.services.ranking import RankingSettings, RankingStage, RankingStats
 from shopper.services.serving import RecommendationReader
 
 

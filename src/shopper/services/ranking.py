@@ -5,7 +5,9 @@ With a promoted model in the model store, each shopper is scored by their tier's
 (`domain.recommender`), from what the model saw of them plus their live session. With
 none yet (a new shop), the baseline ranker runs: live co-occurrence neighbours and
 decayed popularity (`domain.ranking`). A newly promoted model is picked up without a
-restart: the stage polls the store's promotion stamp every `model_poll_s`.
+restart: the stage polls the store's promotion stamp every `model_poll_s`. A model with a
+learned ranker, with the feature store on, has its candidates ordered by it
+(`services.learned_ranking`).
 """
 
 from __future__ import annotations
@@ -14,31 +16,16 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from shopper.domain.features.engine import ITEM, USER
-from shopper.domain.features.pair import PAIR_FEATURES, SHOPPER_ITEM, ItemPart
-from shopper.domain.features.spec import SESSION_CONTEXT, USER_PROFILE, FeatureRow
-from shopper.domain.learned import (
-    FEATURE_NAMES,
-    Candidates,
-    LearnedRanker,
-    Matrix,
-    StoreRows,
-    candidate_matrix,
-    candidates_of,
-    order_by_scores,
-)
 from shopper.domain.model import RankingModel
 from shopper.domain.ranking import RankingParams, rerank_with_session, session_strengths
 from shopper.domain.recommendation import DEFAULT_VARIANT, RecommendationList, ScoredItem, Source
 from shopper.domain.recommender import (
     LiveInteraction,
-    Profile,
-    Ranked,
     build_profile,
     recommend,
     similar_rows,
@@ -48,10 +35,9 @@ from shopper.domain.session import SessionState
 from shopper.domain.trending import trending_scores
 from shopper.ports.cache import ListKey, RecommendationCache
 from shopper.ports.clock import Clock
-from shopper.ports.feature_store import FeatureLog, FeatureStore, ServedRow
 from shopper.ports.model_store import ModelStore
 from shopper.ports.processor_state import ProcessorState
-from shopper.services.feature_pipeline import sampled_entity
+from shopper.services.learned_ranking import LearnedFeatures, LearnedRanking
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +48,6 @@ SIMILAR_CHUNK = 1000  # items per similar-list chunk: one short cache write each
 PRICE_DROP_S = 86_400.0  # a price drop lifts an item for a day
 SOLD_OUT_MARGIN = 10  # items scored beyond the list size, for the sold-out ones dropped
 TRENDING_CANDIDATES = 100  # live top items checked for a trend
-VECTORS_LOGGED = 10  # of each sampled list: its top, what the shopper sees first
 YIELD_EVERY_S = 0.002  # ranking hands the GIL to page reads at least this often
 
 
@@ -76,30 +61,6 @@ class RankingSettings:
     learned_ranker: bool = True  # use a promoted model's learned ranker (with features)
     vector_log_sample: float = 0.05  # share of shoppers whose ranked vectors are logged
     feature_wait_s: float = 0.05  # for the batch's features to be online, at most
-
-
-# (entity kind, entity id, row as_of) -> how many events the online row was computed
-# from, if this process computed it (see FeaturePipeline.events_seen); for the skew check.
-EventsSeen = Callable[[str, str, float], int | None]
-
-
-@dataclass(slots=True)
-class LearnedFeatures:
-    """What the learned ranker reads features through: the online store, and where the
-    vectors it ranked by are logged for the skew check."""
-
-    open_store: Callable[[], FeatureStore]
-    log: FeatureLog | None = None
-    events_seen: EventsSeen | None = None
-    # Waits (at most the seconds given) until the events handed to the feature pipeline
-    # have their rows online; False if it timed out.
-    pushed: Callable[[float], bool] | None = None
-    store: FeatureStore | None = None
-
-    def connected(self) -> FeatureStore:
-        if self.store is None:  # opened on the processor's thread, which reads it
-            self.store = self.open_store()
-        return self.store
 
 
 @dataclass(slots=True)
@@ -131,13 +92,23 @@ class RankingStage:
         self._clock = clock
         self._settings = settings
         self._models = models
-        self._features = features
         self._params = RankingParams(k=settings.list_size)
         self._model: RankingModel | None = None
         self._stamp: str | None = None
         self._next_poll = 0.0
         self._drops: dict[str, tuple[float, float]] = {}  # item -> (drop share, when)
         self.stats = RankingStats()
+        self._learned = (
+            LearnedRanking(
+                features,
+                settings.list_size + SOLD_OUT_MARGIN,
+                settings.feature_wait_s,
+                settings.vector_log_sample,
+                self.stats,
+            )
+            if features is not None
+            else None
+        )
 
     @property
     def model(self) -> RankingModel | None:
@@ -264,8 +235,8 @@ class RankingStage:
         ]
         ranker = model.ranker if self._settings.learned_ranker else None
         learned = None
-        if ranker is not None and self._features is not None:
-            learned = self._rank_learned(model, ranker, sessions, profiles, now)
+        if ranker is not None and self._learned is not None:
+            learned = self._learned.rank(model, ranker, sessions, profiles, now)
         if learned is not None:
             ranked = learned
         else:
@@ -282,79 +253,6 @@ class RankingStage:
             ([s for s in r.items if s.item_id not in sold_out][:size], r.tier.value, r.model)
             for r in ranked
         ]
-
-    def _rank_learned(
-        self,
-        model: RankingModel,
-        ranker: LearnedRanker,
-        sessions: Sequence[SessionState],
-        profiles: Sequence[Profile],
-        now: float,
-    ) -> list[Ranked] | None:
-        """Each shopper's candidates ordered by the learned ranker, from one online read
-        of the batch's shoppers and one of all their candidates; None (the blends' order
-        is served) when the feature store cannot be read."""
-        assert self._features is not None
-        cands = [candidates_of(model, p, ranker.candidates, now) for p in profiles]
-        wait = self._features.pushed
-        if wait is not None and not wait(self._settings.feature_wait_s):
-            self.stats.feature_waits_timed_out += 1
-        try:
-            store = self._features.connected()
-            users = store.read_users([s.subject for s in sessions])
-            items = store.read_items(sorted({i for c in cands for i in c.item_ids}))
-            self.stats.feature_reads += 2
-        except Exception:
-            self.stats.feature_read_failures += 1
-            log.exception("feature store unreadable; serving the blends' order")
-            return None
-        parts: dict[str, ItemPart] = {}  # each item's features once for the batch
-        rows = [StoreRows(users.get(s.subject, {}), items, parts) for s in sessions]
-        matrices = [candidate_matrix(model, c, r) for c, r in zip(cands, rows, strict=True)]
-        scores = ranker.scorer.predict(np.vstack(matrices)) if matrices else np.zeros(0)
-        bounds = np.cumsum([0, *(len(m) for m in matrices)]).tolist()
-        size = self._settings.list_size + SOLD_OUT_MARGIN
-        ranked = [
-            order_by_scores(c, scores[a:b], size)
-            for c, a, b in zip(cands, bounds[:-1], bounds[1:], strict=True)
-        ]
-        self.stats.learned_lists += len(ranked)
-        self._log_vectors(sessions, rows, cands, matrices, ranked, now)
-        return ranked
-
-    def _log_vectors(
-        self,
-        sessions: Sequence[SessionState],
-        rows: Sequence[StoreRows],
-        cands: Sequence[Candidates],
-        matrices: Sequence[Matrix],
-        ranked: Sequence[Ranked],
-        now: float,
-    ) -> None:
-        """The `shopper_item` features of the top of each sampled shopper's list, with the
-        times of the rows they were computed from, for `shopper features check-skew`."""
-        features, rate = self._features, self._settings.vector_log_sample
-        if features is None or features.log is None or rate <= 0:
-            return
-        logged = []
-        pair_at = len(FEATURE_NAMES) - len(PAIR_FEATURES)
-        for session, store_rows, c, m, r in zip(
-            sessions, rows, cands, matrices, ranked, strict=True
-        ):
-            if not sampled_entity(session.subject, rate):
-                continue
-            row_of = {item: i for i, item in enumerate(c.item_ids)}
-            for item in r.items[:VECTORS_LOGGED]:
-                read = m[row_of[item.item_id], pair_at:].tolist()
-                vector = served_vector(session.subject, item.item_id, read, store_rows, now,
-                                       features.events_seen)  # fmt: skip
-                logged.append(ServedRow(vector))
-        if logged:
-            try:
-                features.log.append(logged)
-                self.stats.vectors_logged += len(logged)
-            except Exception:
-                log.exception("feature vector log unwritable")
 
     def note_price(
         self, item_id: str, before: float | None, after: float | None, ts: float
@@ -413,42 +311,6 @@ class RankingStage:
             tier = "anonymous" if session.interactions == 0 else "live"
             out.append((items, tier, BASELINE))
         return out
-
-
-def served_vector(
-    subject: str,
-    item_id: str,
-    read: Sequence[float],
-    rows: StoreRows,
-    now: float,
-    events_seen: EventsSeen | None,
-) -> FeatureRow:
-    """A logged `shopper_item` vector: the pair features the ranker read (`read`, in
-    `PAIR_FEATURES` order), the item, and the time (and, where known, the number of
-    events) of each row they came from."""
-    user, item = rows.user.get(USER_PROFILE.name), rows.items.get(item_id)
-    session = rows.user.get(SESSION_CONTEXT.name)
-
-    def seen(kind: str, row: FeatureRow | None) -> int | None:
-        if row is None or events_seen is None:
-            return None
-        return events_seen(kind, row.entity_id, row.as_of)
-
-    values = dict(zip(PAIR_FEATURES, read, strict=True))
-    return FeatureRow(
-        SHOPPER_ITEM.name,
-        subject,
-        now,
-        {
-            **values,
-            "item_id": item_id,
-            "user_as_of": user.as_of if user else None,
-            "session_as_of": session.as_of if session else None,
-            "item_as_of": item.as_of if item else None,
-            "user_events": seen(USER, user),
-            "item_events": seen(ITEM, item),
-        },
-    )
 
 
 def live_interactions(session: SessionState) -> list[LiveInteraction]:
