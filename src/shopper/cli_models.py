@@ -50,22 +50,32 @@ def train(
             help="reuse the promoted model's tuned settings and learned ranker: no tuning step"
         ),
     ] = False,
-    ranker: RankerOpt = True,
+    ranker: Annotated[
+        bool | None,
+        typer.Option(
+            "--ranker/--no-ranker",
+            help="fit the learned ranker too (default: when the feature store is on, which "
+            "it needs to serve), on a feature store backfilled from the same events",
+        ),
+    ] = None,
     as_json: Json = False,
     data_dir: DataDir = None,
     model_dir: ModelDir = None,
     config_file: ConfigFile = None,
 ) -> None:
     """Fit every model (popularity, content, EASE, item-kNN, ALS), tuned on a validation
-    window of the data, and the learned ranker that re-orders their candidates; store a
-    new model version. Reads the event archive unless --dataset or --events says
-    otherwise. The ranker's feature store: the configured one, backfilled from the archive
-    (as `shopper features backfill`); for --dataset or --events, a scratch store of those
-    events (in memory when feature_store = memory, else Feast in a temporary folder)."""
+    window of the data, and (with the feature store on, or --ranker) the learned ranker
+    that re-orders their candidates; store a new model version. Reads the event archive
+    unless --dataset or --events says otherwise. The ranker's feature store: the
+    configured one, backfilled from the archive (as `shopper features backfill`); for
+    --dataset or --events, a scratch store of those events (in memory when
+    feature_store = memory, else Feast in a temporary folder)."""
     from shopper.model_tasks import run_train, training_data
     from shopper.ranker_tasks import FeatureSource
 
     config = _config(config_file, data_dir=data_dir, model_dir=model_dir)
+    if ranker is None:  # a ranker serves only where the processors read features
+        ranker = config.feature_store != "off"
     source = FeatureSource(dataset, events, catalog) if ranker else None
     try:
         data = training_data(config, dataset, events, catalog, users)

@@ -142,7 +142,7 @@ def ranker_summary(model: RankingModel) -> dict[str, Any]:
     """What the learned ranker was fitted on and how well it validated (its most
     important features first), or why the model has none."""
     if model.ranker is None:
-        default = "not asked for (--no-ranker, or the demo without --features)"
+        default = "not asked for (the feature store is off, or --no-ranker)"
         return {"skipped": model.metadata.get("ranker_skipped", default)}
     meta = model.ranker.metadata
     importance = sorted(meta.get("importance", {}).items(), key=lambda kv: -kv[1])

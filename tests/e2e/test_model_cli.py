@@ -177,7 +177,7 @@ def first_events(shop: ShopFiles, n: int, folder: Path) -> Path:
 
 def train_args(shop: ShopFiles, data_dir: Path, *extra: object) -> list[object]:
     files = ["--events", shop.events, "--catalog", shop.catalog, "--users", shop.users]
-    return ["train", *files, "--json", "--data-dir", data_dir, *extra]
+    return ["train", *files, "--ranker", "--json", "--data-dir", data_dir, *extra]
 
 
 @pytest.fixture(scope="module")
@@ -252,6 +252,17 @@ def test_train_without_enough_moments_for_the_ranker_trains_the_models_alone(
     assert [r["ranker"] for r in models(tmp_path)] == [False]
 
 
+def test_without_the_feature_store_on_train_fits_no_ranker_unless_asked(
+    shop: ShopFiles, tmp_path: Path
+) -> None:
+    """A ranker serves only where processors read features: by default it is fitted only
+    with the feature store on."""
+    few = first_events(shop, 60, tmp_path)
+    result = ok_json("train", "--events", few, "--json", "--data-dir", tmp_path)
+    assert "feature store is off" in result["ranker"]["skipped"]
+    assert [r["ranker"] for r in models(tmp_path)] == [False]
+
+
 def test_train_without_the_feature_store_package_trains_the_models_alone(
     shop: ShopFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -263,7 +274,7 @@ def test_train_without_the_feature_store_package_trains_the_models_alone(
 
     monkeypatch.setattr(shopper.ranker_tasks, "_scratch_store", not_installed)
     few = first_events(shop, 60, tmp_path)
-    result = ok_json("train", "--events", few, "--json", "--data-dir", tmp_path)
+    result = ok_json("train", "--events", few, "--ranker", "--json", "--data-dir", tmp_path)
     assert "pip install 'shopper[feast]'" in result["ranker"]["skipped"]
     assert "--no-ranker" in result["ranker"]["skipped"]
     assert [r["ranker"] for r in models(tmp_path)] == [False]
@@ -448,7 +459,7 @@ def test_train_reads_the_event_archive_by_default(shop: ShopFiles, tmp_path: Pat
     archive.append([*upserts, *events])
     archive.flush()
 
-    result = ok_json("train", "--json", "--data-dir", tmp_path)
+    result = ok_json("train", "--ranker", "--json", "--data-dir", tmp_path)
     assert result["events"] == len(events) - sum(e.is_catalog for e in events)
     assert result["items"] == len(items)
     assert result["skipped_records"] == 0
