@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +35,7 @@ from shopper.services.processor import (
     ProcessorSettings,
     summarize_stats,
 )
-from shopper.services.ranking import RankingSettings, RankingStage, RankingStats
+from shopper.services.ranking import RankingSettings, RankingStage, ranking_stats
 from shopper.services.serving import RecommendationReader
 
 
@@ -198,31 +197,6 @@ def _model_store(config: Config) -> ModelStore:
     from shopper.adapters.folder_model_store import FolderModelStore
 
     return FolderModelStore(config.models_folder)
-
-
-def ranking_stats(all_stats: list[RankingStats]) -> dict[str, Any]:
-    """Lists written per tier and per model (shares of all), and the model served."""
-    tiers: Counter[str] = Counter()
-    models: Counter[str] = Counter()
-    for st in all_stats:
-        tiers.update(st.tiers)
-        models.update(st.models)
-    total = sum(tiers.values()) or 1
-    versions = sorted({st.model_version for st in all_stats if st.model_version})
-    return {
-        "model_versions": versions,
-        "lists_by_tier": dict(tiers),
-        "lists_by_model": dict(models),
-        "tier_share": {t: round(n / total, 4) for t, n in tiers.items()},
-        "trending_items": sum(st.trending for st in all_stats),
-        "learned": {
-            "lists": sum(st.learned_lists for st in all_stats),
-            "feature_reads": sum(st.feature_reads for st in all_stats),
-            "feature_read_failures": sum(st.feature_read_failures for st in all_stats),
-            "feature_waits_timed_out": sum(st.feature_waits_timed_out for st in all_stats),
-            "vectors_logged": sum(st.vectors_logged for st in all_stats),
-        },
-    }
 
 
 def _event_log(config: Config) -> EventLog:

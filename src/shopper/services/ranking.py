@@ -18,6 +18,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -75,6 +76,31 @@ class RankingStats:
     feature_read_failures: int = 0  # batches served in the blends' order instead
     feature_waits_timed_out: int = 0  # batches ranked on rows a batch behind
     vectors_logged: int = 0
+
+
+def ranking_stats(all_stats: list[RankingStats]) -> dict[str, Any]:
+    """Lists written per tier and per model (shares of all), and the model served."""
+    tiers: Counter[str] = Counter()
+    models: Counter[str] = Counter()
+    for st in all_stats:
+        tiers.update(st.tiers)
+        models.update(st.models)
+    total = sum(tiers.values()) or 1
+    versions = sorted({st.model_version for st in all_stats if st.model_version})
+    return {
+        "model_versions": versions,
+        "lists_by_tier": dict(tiers),
+        "lists_by_model": dict(models),
+        "tier_share": {t: round(n / total, 4) for t, n in tiers.items()},
+        "trending_items": sum(st.trending for st in all_stats),
+        "learned": {
+            "lists": sum(st.learned_lists for st in all_stats),
+            "feature_reads": sum(st.feature_reads for st in all_stats),
+            "feature_read_failures": sum(st.feature_read_failures for st in all_stats),
+            "feature_waits_timed_out": sum(st.feature_waits_timed_out for st in all_stats),
+            "vectors_logged": sum(st.vectors_logged for st in all_stats),
+        },
+    }
 
 
 class RankingStage:

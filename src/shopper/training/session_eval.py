@@ -100,12 +100,6 @@ class Ranking:
         self.tiers[tier.value].add(ids, case.relevant, k)
 
 
-def paired(better: Ranking, base: Ranking) -> dict[str, float]:
-    """Mean per-case difference of recall and NDCG (`better` minus `base`) with its
-    standard error: the cases are the same, so the pairs' spread is what counts."""
-    return paired_difference(better.per_case, base.per_case)
-
-
 def _report(
     model: RankingModel,
     results: dict[str, Ranking],
@@ -132,7 +126,9 @@ def _report(
         },
         # Each ranking against the one before it, case by case.
         "differences": {
-            f"{better} - {base}": paired(results[better], results[base])
+            f"{better} - {base}": paired_difference(
+                results[better].per_case, results[base].per_case
+            )
             for base, better in ((NO_SESSION, SESSION), (SESSION, LEARNED))
             if better in results
         },
