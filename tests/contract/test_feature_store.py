@@ -307,3 +307,55 @@ def test_an_older_row_does_not_replace_a_newer_one(store: FeatureStore) -> None:
     store.push([stats("sku-1", T + 60, views=7)])
     store.push([stats("sku-1", T, views=1)])
     assert store.read_items(["sku-1"])["sku-1"] == stats("sku-1", T + 60, views=7)
+
+
+def test_feast_reads_what_feasts_own_push_writes(feast_settings: Any, tmp_path: Path) -> None:
+    """The adapter writes below Feast's `push` (its last step, `online_write_batch`); rows
+    written either way read back the same through `get_online_features`."""
+    from dataclasses import replace
+
+    import pandas as pd
+    from feast import FeatureStore as FeastStore
+    from feast.data_source import PushMode
+
+    from shopper.adapters.feast_feature_store import FeastFeatureStore, _records
+    from shopper.adapters.feast_repo import repo_config
+
+    rows = [
+        profile("u:ä-1", T + 0.125),
+        context("u:ä-1", T + 0.125, recent=("sku-ü", "x" * 200)),
+        context("s:anon", T, recent=()),
+        stats("sku-1", T + 1.5, price=None),
+        stats("sku-2", T + 2.0, views=7),
+    ]
+    ours = FeastFeatureStore(feast_settings)
+    ours.ensure_applied()
+    ours.push(rows)
+    theirs_settings = replace(
+        feast_settings, data_dir=tmp_path / "theirs", project="shopper_theirs"
+    )
+    theirs = FeastFeatureStore(theirs_settings)
+    theirs.ensure_applied()
+    reference = FeastStore(config=repo_config(feast_settings))
+    pushed = FeastStore(config=repo_config(theirs_settings))
+    try:
+        for spec in (USER_PROFILE, SESSION_CONTEXT, PRODUCT_STATS):
+            view_rows = [r for r in rows if r.view == spec.name]
+            source = pushed.get_feature_view(spec.name).stream_source
+            assert source is not None
+            frame = pd.DataFrame(_records(spec, view_rows))
+            pushed.push(source.name, frame, to=PushMode.ONLINE)
+        for views, ids in (
+            (USER_VIEWS, ["u:ä-1", "s:anon"]),
+            ([PRODUCT_STATS], ["sku-1", "sku-2"]),
+        ):
+            mine = _rows_by_get_online_features(reference, views, ids)
+            assert mine == _rows_by_get_online_features(pushed, views, ids)
+            assert len(mine) == (3 if views is USER_VIEWS else 2)
+    finally:
+        for feast in (reference, pushed):
+            _close_feast(feast)
+        ours.teardown()
+        theirs.teardown()
+        ours.close()
+        theirs.close()

@@ -262,13 +262,13 @@ def test_check_skew_names_a_pair_feature_changed_in_serving_only(
 
     at = PAIR_FEATURES.index("category_interest")
 
-    def drifted(shopper: Any, item: Any) -> tuple[float, ...]:
-        values = list(original(shopper, item))
-        values[at] = values[at] * 0.5 + 0.25
-        return tuple(values)
+    def drifted(shopper: Any, items: Any, item_ids: Any) -> Any:
+        values = original(shopper, items, item_ids)
+        values[:, at] = values[:, at] * 0.5 + 0.25
+        return values
 
-    original = learned.combine
-    monkeypatch.setattr(learned, "combine", drifted)
+    original = learned.pair_matrix
+    monkeypatch.setattr(learned, "pair_matrix", drifted)
     browse(system, processor, "a", "sku-2", at=3)
 
     report = _skew(system, features)

@@ -9,6 +9,7 @@ import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,6 @@ try:
     import pyarrow.parquet as pq
     from feast import FeatureStore as FeastStore
     from feast import FeatureView, FileSource
-    from feast.data_source import PushMode
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
     from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
@@ -62,7 +62,6 @@ class FeastFeatureStore:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._store = FeastStore(config=repo_config(settings))
-        self._push_sources: dict[str, str] = {}
         self._online_views: dict[str, FeatureView] = {}  # the registry's, for reads
 
     def apply(self) -> list[str]:
@@ -87,15 +86,27 @@ class FeastFeatureStore:
             self.apply()
 
     def push(self, rows: Sequence[FeatureRow]) -> None:
+        # Feast 0.67's `push` turns the rows into a DataFrame, then an Arrow table, then
+        # protos, looking the view up in the registry on the way (a third of the feature
+        # thread's time in the demo, holding the GIL against the processor and the API).
+        # Its last step is `provider.online_write_batch` (public: the Provider and
+        # OnlineStore interface) with one (entity key, values, event time) per row; shopper
+        # makes those protos itself and calls that step. tests/contract checks that what
+        # is written this way reads back through `get_online_features` as pushed.
         by_view: dict[str, list[FeatureRow]] = {}
         for row in rows:
             by_view.setdefault(row.view, []).append(row)
         for name, view_rows in by_view.items():
-            view_rows = self._not_older(VIEWS[name], view_rows)
+            spec = VIEWS[name]
+            view_rows = self._not_older(spec, view_rows)
             if not view_rows:
                 continue
-            frame = pd.DataFrame(_records(VIEWS[name], view_rows))
-            self._store.push(self._push_source(name), frame, to=PushMode.ONLINE)
+            self._store.provider.online_write_batch(
+                self._store.config,
+                self._online_view(name),
+                [_online_record(spec, row) for row in _latest_per_entity(view_rows)],
+                progress=None,
+            )
 
     def read_user(self, user_id: str) -> dict[str, FeatureRow]:
         return self.read_users([user_id]).get(user_id, {})
@@ -213,13 +224,6 @@ class FeastFeatureStore:
             view = self._online_views[name] = self._store.get_feature_view(name)
         return view
 
-    def _push_source(self, view: str) -> str:
-        if view not in self._push_sources:
-            source = self._store.get_feature_view(view).stream_source
-            assert source is not None, f"feature view {view} has no push source"
-            self._push_sources[view] = source.name
-        return self._push_sources[view]
-
     def _offline_path(self, view: str) -> Path:
         source = self._store.get_feature_view(view).batch_source
         assert isinstance(source, FileSource)
@@ -237,6 +241,36 @@ def _records(spec: ViewSpec, rows: Sequence[FeatureRow]) -> list[dict[str, Any]]
         }
         for row in rows
     ]
+
+
+def _latest_per_entity(rows: Sequence[FeatureRow]) -> list[FeatureRow]:
+    """Each entity's last row (rows come in the order they were computed): one write per
+    entity, as the last write would have won anyway."""
+    return list({row.entity_id: row for row in rows}.values())
+
+
+def _online_record(
+    spec: ViewSpec, row: FeatureRow
+) -> tuple[EntityKeyProto, dict[str, ValueProto], datetime, None]:
+    """A row as `online_write_batch` takes it (what Feast's push makes of a DataFrame row:
+    a missing value is an empty ValueProto, as Feast makes of None and NaN)."""
+    values = {AS_OF: ValueProto(double_val=row.as_of)}
+    for feature in spec.features:
+        values[feature.name] = _proto(feature.dtype, row.values.get(feature.name))
+    event_time = datetime.fromtimestamp(round(row.as_of * 1_000_000) / 1_000_000, UTC)
+    return _entity_key(spec.entity.join_key, row.entity_id), values, event_time, None
+
+
+def _proto(dtype: Dtype, value: FeatureValue) -> ValueProto:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ValueProto()
+    if dtype is Dtype.FLOAT64:
+        return ValueProto(double_val=float(value))  # type: ignore[arg-type]
+    if dtype is Dtype.INT64:
+        return ValueProto(int64_val=int(value))  # type: ignore[arg-type]
+    if dtype is Dtype.BOOL:
+        return ValueProto(bool_val=bool(value))
+    return ValueProto(string_val=str(_column(dtype, value)))
 
 
 def _timestamp(epoch: float) -> pd.Timestamp:

@@ -20,15 +20,15 @@ import numpy.typing as npt
 
 from shopper.domain.features.pair import (
     PAIR_FEATURES,
-    ItemPart,
-    combine,
-    item_part,
+    ItemTable,
+    item_table,
+    pair_matrix,
     shopper_part,
 )
 from shopper.domain.features.spec import SESSION_CONTEXT, FeatureRow
 from shopper.domain.model import COMPONENTS, IntArray, RankingModel, Vector
 from shopper.domain.recommendation import ScoredItem
-from shopper.domain.recommender import Profile, Ranked, score_candidates, similarity
+from shopper.domain.recommender import Profile, Ranked, score_catalog, similarity, top_positions
 from shopper.domain.tier import Tier
 
 Matrix = npt.NDArray[np.float64]
@@ -75,23 +75,21 @@ class StoreRows:
 
     user: Mapping[str, FeatureRow]
     items: Mapping[str, FeatureRow]
-    # Each item's part of the pair features, computed once however many shoppers share
-    # the rows (a micro-batch shares one `items` and one cache).
-    item_parts: dict[str, ItemPart] = field(default_factory=dict)
+    # The items' part of the pair features, computed once for all the shoppers who share
+    # `items` (a micro-batch's; it holds every candidate of theirs). None: computed from
+    # `items` for each shopper's candidates.
+    table: ItemTable | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Candidates:
     """A shopper's candidates as the tiered models ranked them, with the scores behind."""
 
-    ranked: Ranked
-    positions: IntArray
+    tier: Tier
+    positions: IntArray  # in the catalog, best first
+    item_ids: list[str]
     components: Mapping[str, Vector]
     blended: Vector
-
-    @property
-    def item_ids(self) -> list[str]:
-        return [s.item_id for s in self.ranked.items]
 
 
 def candidates_of(
@@ -102,11 +100,11 @@ def candidates_of(
     unavailable: Collection[str] = (),
 ) -> Candidates:
     """The `n` best items of the shopper's tier blend: what the learned ranker orders."""
-    ranked, components, blended = score_candidates(
-        model, profile, n, now, unavailable, names=COMPONENTS
-    )
-    positions = np.array([model.index[s.item_id] for s in ranked.items], dtype=np.int32)
-    return Candidates(ranked, positions, components, blended)
+    scored = score_catalog(model, profile, now, names=COMPONENTS)
+    positions, _ = top_positions(model, scored.blended, n, profile.hidden, unavailable)
+    ids = model.item_ids
+    item_ids = [ids[j] for j in positions.tolist()]
+    return Candidates(scored.tier, positions, item_ids, scored.components, scored.blended)
 
 
 def candidate_matrix(model: RankingModel, cands: Candidates, rows: StoreRows) -> Matrix:
@@ -122,20 +120,17 @@ def candidate_matrix(model: RankingModel, cands: Candidates, rows: StoreRows) ->
         out[:, c] = cands.components[name][cands.positions]
     c = 2 + len(COMPONENTS)
     out[:, c : c + 4] = _session_similarity(model, cands.positions, rows.user)
-    out[:, c + 4] = TIER_NUMBER[cands.ranked.tier]
-    shopper = shopper_part(rows.user)
-    parts = rows.item_parts
-    out[:, len(MODEL_FEATURES) :] = [
-        combine(shopper, parts.get(item) or parts.setdefault(item, item_part(rows.items.get(item))))
-        for item in cands.item_ids
-    ]
+    out[:, c + 4] = TIER_NUMBER[cands.tier]
+    ids = cands.item_ids
+    table = rows.table or item_table(rows.items, ids)
+    out[:, len(MODEL_FEATURES) :] = pair_matrix(shopper_part(rows.user), table, ids)
     return out
 
 
 def order_by_ranker(ranker: LearnedRanker, cands: Candidates, matrix: Matrix, k: int) -> Ranked:
     """The candidates in the ranker's order, the best `k`; scores relative to the best."""
     if len(cands.positions) == 0:
-        return Ranked([], cands.ranked.tier, LEARNED)
+        return Ranked([], cands.tier, LEARNED)
     return order_by_scores(cands, ranker.scorer.predict(matrix), k)
 
 
@@ -143,8 +138,8 @@ def order_by_scores(cands: Candidates, scores: Vector, k: int) -> Ranked:
     """`order_by_ranker` with the ranker's scores computed already (a whole micro-batch
     is scored at once)."""
     if len(cands.positions) == 0:
-        return Ranked([], cands.ranked.tier, LEARNED)
-    return Ranked(ordered(cands.item_ids, scores, k), cands.ranked.tier, LEARNED)
+        return Ranked([], cands.tier, LEARNED)
+    return Ranked(ordered(cands.item_ids, scores, k), cands.tier, LEARNED)
 
 
 def ordered(item_ids: Sequence[str], scores: Vector, k: int) -> list[ScoredItem]:
@@ -152,10 +147,8 @@ def ordered(item_ids: Sequence[str], scores: Vector, k: int) -> list[ScoredItem]
     exp(score - best): positive, 1 for the best, as every list's scores are."""
     order = np.argsort(-scores, kind="stable")[:k]
     best = float(scores[order[0]])
-    relative = np.maximum(np.round(np.exp(scores[order] - best), 6), 1e-6)
-    return [
-        ScoredItem(item_ids[j], float(v)) for j, v in zip(order.tolist(), relative, strict=True)
-    ]
+    relative = np.maximum(np.round(np.exp(scores[order] - best), 6), 1e-6).tolist()
+    return [ScoredItem(item_ids[j], v) for j, v in zip(order.tolist(), relative, strict=True)]
 
 
 def _session_similarity(

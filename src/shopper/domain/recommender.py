@@ -214,6 +214,33 @@ def score_candidates(
 ) -> tuple[Ranked, dict[str, Vector], Vector]:
     """`recommend`, with what it was ranked by: the component scores (the blend's, and
     `names` besides) and the blended scores over the catalog, before boosts."""
+    scored = score_catalog(model, profile, now, blend, boost, lift, names)
+    items = top_k(model, scored.scores, k, profile.hidden, unavailable)
+    return Ranked(items, scored.tier, scored.lead), scored.components, scored.blended
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogScores:
+    """A shopper's scores over the whole catalog, by their tier's blend."""
+
+    tier: Tier
+    lead: str  # the blend's lead model (see `lead_of`)
+    components: dict[str, Vector]  # each model's scores
+    blended: Vector  # the blend of them, before boosts
+    scores: Vector  # with boosts and lifts: what the list is ordered by
+
+
+def score_catalog(
+    model: RankingModel,
+    profile: Profile,
+    now: float,
+    blend: Blend | None = None,
+    boost: Mapping[str, float] | None = None,
+    lift: Mapping[str, float] | None = None,
+    names: Iterable[str] = (),
+) -> CatalogScores:
+    """The scores `recommend` ranks by (see there), with the components (the blend's, and
+    `names` besides) behind them."""
     tier = tier_of(profile.interactions, model.settings.thresholds)
     blend = blend or model.blends[tier]
     wanted = dict.fromkeys([name for name, _ in blend.active()])
@@ -231,8 +258,7 @@ def score_candidates(
         j = model.index.get(item)
         if j is not None:
             scores[j] *= 1.0 + factor
-    items = top_k(model, scores, k, profile.hidden, unavailable)
-    return Ranked(items, tier, lead_of(tier, blend)), components, blended
+    return CatalogScores(tier, lead_of(tier, blend), components, blended, scores)
 
 
 def top_k(
@@ -243,6 +269,19 @@ def top_k(
     unavailable: Collection[str] = (),
 ) -> list[ScoredItem]:
     """The k best positive scores, skipping hidden positions and unavailable ids."""
+    top, relative = top_positions(model, scores, k, hidden, unavailable)
+    ids = model.item_ids
+    return [ScoredItem(ids[j], v) for j, v in zip(top.tolist(), relative, strict=True)]
+
+
+def top_positions(
+    model: RankingModel,
+    scores: Vector,
+    k: int,
+    hidden: Collection[int] = (),
+    unavailable: Collection[str] = (),
+) -> tuple[IntArray, list[float]]:
+    """`top_k` as catalog positions, best first, and their scores relative to the best."""
     scores = scores.copy()
     if hidden:
         scores[np.fromiter(hidden, dtype=np.int64)] = 0.0
@@ -252,13 +291,13 @@ def top_k(
     positive = int((scores > 0).sum())
     take = min(k, positive)
     if take == 0:
-        return []
+        return np.zeros(0, dtype=np.int64), []
     top = np.argpartition(-scores, take - 1)[:take]
     top = top[np.lexsort((top, -scores[top]))]
-    relative = np.round(scores[top] / scores[top[0]], 6).tolist()
-    ids = model.item_ids
+    relative = np.round(scores[top] / scores[top[0]], 6)
     # A score too small to survive the rounding is no score: a list is never padded with 0s.
-    return [ScoredItem(ids[j], v) for j, v in zip(top.tolist(), relative, strict=True) if v > 0]
+    kept = relative > 0
+    return top[kept], relative[kept].tolist()
 
 
 def lead_of(tier: Tier, blend: Blend) -> str:

@@ -128,12 +128,11 @@ class FeaturePipeline:
         """Wait (at most `timeout`) until every batch handed over has its rows in the
         online store: the learned ranker then reads the features of the events it ranks
         for, as training saw them at that moment. False if the wait timed out."""
-        deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.001)
-        return True
+        # Woken by the worker's `task_done` for the last batch (no polling: a polling
+        # thread would take the GIL from the worker it waits for, every millisecond).
+        done = self._queue.all_tasks_done
+        with done:
+            return done.wait_for(lambda: not self._queue.unfinished_tasks, timeout)
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every batch handed over is processed and archived."""

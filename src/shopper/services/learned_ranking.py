@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from shopper.domain.features.engine import ITEM, USER
-from shopper.domain.features.pair import PAIR_FEATURES, SHOPPER_ITEM, ItemPart
+from shopper.domain.features.pair import PAIR_FEATURES, SHOPPER_ITEM, item_table
 from shopper.domain.features.spec import SESSION_CONTEXT, USER_PROFILE, FeatureRow
 from shopper.domain.learned import (
     FEATURE_NAMES,
@@ -98,14 +98,15 @@ class LearnedRanking:
         try:
             store = self._features.connected()
             users = store.read_users([s.subject for s in sessions])
-            items = store.read_items(sorted({i for c in cands for i in c.item_ids}))
+            wanted = sorted({i for c in cands for i in c.item_ids})
+            items = store.read_items(wanted)
             self.stats.feature_reads += 2
         except Exception:
             self.stats.feature_read_failures += 1
             log.exception("feature store unreadable; serving the blends' order")
             return None
-        parts: dict[str, ItemPart] = {}  # each item's features once for the batch
-        rows = [StoreRows(users.get(s.subject, {}), items, parts) for s in sessions]
+        table = item_table(items, wanted)  # each item's features once for the batch
+        rows = [StoreRows(users.get(s.subject, {}), items, table) for s in sessions]
         matrices = [candidate_matrix(model, c, r) for c, r in zip(cands, rows, strict=True)]
         scores = ranker.scorer.predict(np.vstack(matrices)) if matrices else np.zeros(0)
         bounds = np.cumsum([0, *(len(m) for m in matrices)]).tolist()

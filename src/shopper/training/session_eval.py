@@ -81,7 +81,7 @@ def evaluate_sessions(
             progress("evaluate: features")
         scored = score_moments(model, cases, features, model.ranker.candidates)
         for case, cands, matrix in zip(cases, scored.candidates, scored.matrices, strict=True):
-            tier = cands.ranked.tier
+            tier = cands.tier
             results[SESSION].add(cands.item_ids[:k], case, tier, k)
             learned = order_by_ranker(model.ranker, cands, matrix, k)
             results[LEARNED].add([s.item_id for s in learned.items], case, tier, k)

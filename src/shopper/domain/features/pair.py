@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+
+import numpy as np
+import numpy.typing as npt
 
 from shopper.domain.features.spec import (
     DAY_S,
@@ -58,6 +61,7 @@ SHOPPER_ITEM = ViewSpec(
 )
 PAIR_FEATURES = SHOPPER_ITEM.feature_names
 NAN = math.nan
+Matrix = npt.NDArray[np.float64]
 
 Values = Mapping[str, FeatureValue]
 
@@ -66,7 +70,8 @@ def pair_features(user: Mapping[str, FeatureRow], item: FeatureRow | None) -> tu
     """The pair's features in `PAIR_FEATURES` order, from the shopper's rows by view name
     (`user_profile`, `session_context`; either may be missing) and the item's
     `product_stats` row (None: the store has none)."""
-    return combine(shopper_part(user), item_part(item))
+    table = item_table({"": item} if item is not None else {}, [""])
+    return tuple(pair_matrix(shopper_part(user), table, [""])[0].tolist())
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,13 +84,17 @@ class ShopperPart:
     counts: tuple[float, float, float, float]  # interactions, sessions, session, cart items
 
 
-@dataclass(frozen=True, slots=True)
-class ItemPart:
-    """What they take from the item's row (the same for every shopper)."""
+ITEM_STATS = 7  # the item_* features, first in `PAIR_FEATURES`
 
-    stats: tuple[float, ...]  # the item_* features, in order
-    price: float
-    category: FeatureValue
+
+@dataclass(frozen=True, slots=True)
+class ItemTable:
+    """What the pair features take from items' rows (the same for every shopper): computed
+    once for all the shoppers of a micro-batch, who share the rows they were read from."""
+
+    index: Mapping[str, int]  # item id -> row
+    values: Matrix  # per item: the item_* features, in order, then the price
+    categories: Sequence[FeatureValue]
 
 
 def shopper_part(user: Mapping[str, FeatureRow]) -> ShopperPart:
@@ -104,11 +113,16 @@ def shopper_part(user: Mapping[str, FeatureRow]) -> ShopperPart:
     )
 
 
-def item_part(item: FeatureRow | None) -> ItemPart:
-    stats = _values(item)
-    price = _number(stats.get("price"))
-    return ItemPart(
-        (
+def item_table(items: Mapping[str, FeatureRow], item_ids: Iterable[str]) -> ItemTable:
+    """The items' part of the pair features, from their `product_stats` rows (an item
+    missing from `items` has none: its features are NaN)."""
+    ids = list(dict.fromkeys(item_ids))
+    values = np.empty((len(ids), ITEM_STATS + 1))
+    categories: list[FeatureValue] = []
+    for n, item in enumerate(ids):
+        stats = _values(items.get(item))
+        price = _number(stats.get("price"))
+        values[n] = (
             _number(stats.get("views_1h")),
             _number(stats.get("purchases_24h")),
             _number(stats.get("view_to_purchase_rate")),
@@ -116,23 +130,27 @@ def item_part(item: FeatureRow | None) -> ItemPart:
             math.log1p(price) if price >= 0 else NAN,  # NaN compares false: stays NaN
             _number(stats.get("in_stock")),
             _number(stats.get("age_hours")),
-        ),
-        price,
-        stats.get("category"),
-    )
+            price,
+        )
+        categories.append(stats.get("category"))
+    return ItemTable({item: n for n, item in enumerate(ids)}, values, categories)
 
 
-def combine(shopper: ShopperPart, item: ItemPart) -> tuple[float, ...]:
-    """The pair's features from its two parts: the item's, the crossed ones, the
-    shopper's. (Split so a micro-batch computes each part once per shopper and item.)"""
+def pair_matrix(shopper: ShopperPart, items: ItemTable, item_ids: Sequence[str]) -> Matrix:
+    """One row of `PAIR_FEATURES` per item of `item_ids` (each in `items`): the item's
+    features, the crossed ones, the shopper's."""
+    rows = np.fromiter((items.index[i] for i in item_ids), dtype=np.intp, count=len(item_ids))
+    values = items.values[rows]
+    out = np.empty((len(rows), len(PAIR_FEATURES)))
+    out[:, :ITEM_STATS] = values[:, :ITEM_STATS]
     cart_value = shopper.cart_value
-    return (
-        *item.stats,
-        item.price / cart_value if cart_value > 0 else NAN,  # NaN price: NaN
-        _share(shopper.affinity, item.category),
-        _share(shopper.interest, item.category),
-        *shopper.counts,
-    )
+    # The price over the shopper's usual cart line (a NaN price: NaN).
+    out[:, ITEM_STATS] = values[:, ITEM_STATS] / cart_value if cart_value > 0 else NAN
+    categories = [items.categories[r] for r in rows.tolist()]
+    out[:, ITEM_STATS + 1] = _shares(shopper.affinity, categories)
+    out[:, ITEM_STATS + 2] = _shares(shopper.interest, categories)
+    out[:, ITEM_STATS + 3 :] = shopper.counts
+    return out
 
 
 def _values(row: FeatureRow | None) -> Values:
@@ -149,15 +167,16 @@ def _count(value: FeatureValue) -> float:
     return float(len(value)) if isinstance(value, tuple) else NAN
 
 
-def _share(shares: FeatureValue, category: FeatureValue) -> float:
-    """The share a category-shares JSON gives the item's category (0 when it has none);
+def _shares(shares: FeatureValue, categories: Sequence[FeatureValue]) -> list[float]:
+    """The share a category-shares JSON gives each item's category (0 when it has none);
     NaN when the shopper's row or the item's category is unknown."""
-    if not isinstance(shares, str) or not isinstance(category, str) or not category:
-        return NAN
-    return _decoded(shares).get(category, 0.0)
+    if not isinstance(shares, str):
+        return [NAN] * len(categories)
+    decoded = _decoded(shares)
+    return [decoded.get(c, 0.0) if isinstance(c, str) and c else NAN for c in categories]
 
 
-@lru_cache(maxsize=4096)  # a shopper's shares are read once per candidate
+@lru_cache(maxsize=4096)  # a shopper's shares are read once per batch
 def _decoded(shares: str) -> dict[str, float]:
     decoded = json.loads(shares)
     return {str(k): float(v) for k, v in decoded.items()} if isinstance(decoded, dict) else {}
