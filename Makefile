@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: install demo test lint typecheck unit bench serve clean
+.PHONY: install demo test lint typecheck unit bench serve clean chromium
 
 install: $(STAMP)
 
@@ -28,8 +28,15 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck chromium
 	$(BIN)/pytest
+
+# The browser tests drive Debian's chromium (Playwright's own browser download is not
+# reachable here); installed when missing where this runs as root with apt-get.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1 \
+		|| { echo "installing chromium (apt-get) for the browser tests"; apt-get update -qq \
+			&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 bench: install
 	$(BIN)/python -m benchmarks

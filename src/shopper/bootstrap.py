@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,23 +14,32 @@ from urllib.parse import urlparse
 
 from fastapi import FastAPI
 
+from shopper.adapters.flag_file import FlagFile
+from shopper.adapters.jsonl_list_log import JsonlListLog
 from shopper.adapters.memory_cache import InMemoryRecommendationCache
 from shopper.adapters.memory_event_log import InMemoryEventLog
 from shopper.adapters.memory_processor_state import InMemoryProcessorState
 from shopper.adapters.system_clock import SystemClock
 from shopper.api.app import create_app, create_ops_app
 from shopper.config import Config
+from shopper.domain.experiment_stats import GuardrailRule
 from shopper.errors import ConfigError
 from shopper.ports.cache import RecommendationCache
 from shopper.ports.clock import Clock
 from shopper.ports.event_archive import EventArchive
 from shopper.ports.event_log import EventLog
 from shopper.ports.feature_store import FeatureLog, FeatureStore
+from shopper.ports.flags import FlagClient
 from shopper.ports.model_store import ModelStore
 from shopper.ports.processor_state import ProcessorState
+from shopper.services.experiments import EXPERIMENT_REPORT_S, experiment_report_of
 from shopper.services.feature_pipeline import FeatureFeeds, FeaturePipeline
+from shopper.services.guardrail import Guardrail
+from shopper.services.history import History
 from shopper.services.ingest import EventIngest
 from shopper.services.learned_ranking import LearnedFeatures
+from shopper.services.metrics import Lag, Metrics, Probes
+from shopper.services.page_log import PageLog
 from shopper.services.processor import (
     Processor,
     ProcessorRunner,
@@ -56,8 +67,24 @@ class System:
     # Whether processors of other processes share the stream (Kafka, or a shared log).
     replicated: bool = False
     models: ModelStore | None = None  # trained model versions; None: the baseline ranker
+    flags: FlagClient | None = None  # experiment routing; None: everyone is the champion
+    metrics: Metrics = field(default_factory=Metrics)  # the process's, for GET /metrics
+    _report: tuple[float, dict[str, Any]] | None = None
+
+    def __post_init__(self) -> None:
+        probes = Probes(
+            self.event_log.delivery_stats, self._lag, self.experiment_report, self._tier_share
+        )
+        self.metrics.watch(probes)
 
     def app(self) -> FastAPI:
+        self.metrics.start()  # samples gauges on a thread with several processes only
+        pages = PageLog(window_s=self.config.dashboard_sample_s)
+        # The dashboard's history of this API process: sampled on a thread until close().
+        sources = {"stats": self.processor_stats, "experiments": self.experiment_report}
+        history = History({**sources, "pages": pages.summary}, pages.window_s, now=self.clock.now)
+        history.start()
+        self.closers.append(history.stop)
         return create_app(
             self.ingest,
             self.reader,
@@ -65,11 +92,16 @@ class System:
             max_k=self.config.max_k,
             health=self._health(),
             stats=self.processor_stats,
+            experiments=self.experiment_report,
+            history=history,
+            pages=pages,
+            metrics=self.metrics,
         )
 
     def ops_app(self) -> FastAPI:
-        """Health and counters only: what a processor-only process serves."""
-        return create_ops_app(self._health(), self.processor_stats)
+        """Health, counters and metrics only: what a processor-only process serves."""
+        self.metrics.start()
+        return create_ops_app(self._health(), self.processor_stats, self.metrics)
 
     def _health(self) -> dict[str, str]:
         return {"stream": _scheme(self.config.stream_url), "cache": _scheme(self.config.cache_url)}
@@ -78,11 +110,45 @@ class System:
         """The summed counters of this process's processors, of its stream producer
         (`stream`) and of its feature pipeline (`features`, when on)."""
         stats = summarize_stats([r.processor.stats for r in self.runners])
-        stats["stream"] = self.event_log.delivery_stats()
+        stats["stream"] = {
+            **self.event_log.delivery_stats(),
+            "impressions_dropped": self.ingest.impressions_dropped,
+        }
         if self.features is not None:
             stats["features"] = dataclasses.asdict(self.features.stats)
         stats["ranking"] = ranking_stats([r.processor.ranking.stats for r in self.runners])
         return stats
+
+    def _lag(self) -> Lag:
+        """Records behind per partition, over this process's processors."""
+        return {tp: n for runner in self.runners for tp, n in runner.processor.lag.items()}
+
+    def _tier_share(self) -> dict[str, float]:
+        stats = ranking_stats([r.processor.ranking.stats for r in self.runners])
+        shares: dict[str, float] = stats["tier_share"]
+        return shares
+
+    def experiment_report(self, max_age_s: float = EXPERIMENT_REPORT_S) -> dict[str, Any]:
+        """The running experiment's per-variant report (GET /v1/experiments), recomputed
+        when the last one is older than `max_age_s` (its intervals resample sessions)."""
+        now = time.monotonic()
+        if self._report is None or now - self._report[0] > max_age_s:
+            editor = FlagFile(self.config.flags_path)
+            self._report = (now, experiment_report_of(self.flags, self.state, editor))
+        return self._report[1]
+
+    def start_guardrail(self) -> Guardrail | None:
+        """The experiment guardrail on a thread of its own (none if `guardrail_check_s`
+        is 0); stopped on close."""
+        c = self.config
+        if c.guardrail_check_s <= 0:
+            return None
+        rule = GuardrailRule(c.guardrail_metric, c.guardrail_min_sessions, c.guardrail_alpha)
+        report = functools.partial(self.experiment_report, 0.0)
+        guardrail = Guardrail(FlagFile(c.flags_path), report, rule, c.guardrail_check_s)
+        guardrail.start()
+        self.closers.append(guardrail.stop)
+        return guardrail
 
     def processor(self) -> Processor:
         """A new member of the processor consumer group."""
@@ -112,9 +178,12 @@ class System:
                 c.learned_ranker,
                 c.feature_log_sample,
                 c.ranker_feature_wait_s,
+                c.shadow_log_sample,
             ),
             self.models,
             self._learned_features(),
+            self.flags,
+            JsonlListLog(c.data_dir / "experiments" / "shadow-lists"),
         )
         ranking.refresh_model(force=True)
         return Processor(
@@ -126,6 +195,7 @@ class System:
             settings,
             self.features,
             ranking,
+            self.metrics,
         )
 
     def _learned_features(self) -> LearnedFeatures | None:
@@ -157,6 +227,7 @@ class System:
         for close in self.closers:
             close()
         self.closers.clear()
+        self.metrics.close()
 
 
 def build_system(
@@ -164,10 +235,12 @@ def build_system(
     clock: Clock | None = None,
     shared_log: EventLog | None = None,
     models: ModelStore | None = None,
+    flags: FlagClient | None = None,
 ) -> System:
     """The process's system. `shared_log`: a stream other systems use too (tests run
     processor replicas in one process with it); by default, the configured one.
-    `models`: the model store (by default the folder `config.models_folder`)."""
+    `models`: the model store (by default the folder `config.models_folder`). `flags`:
+    the experiment's flag client (by default the configured flag file's)."""
     clock = clock or SystemClock()
     replicated = shared_log is not None or _scheme(config.stream_url) != "memory"
     event_log = shared_log or _event_log(config)
@@ -176,7 +249,9 @@ def build_system(
     ingest = EventIngest(
         event_log, cache, config.events_topic, config.catalog_topic, config.max_batch
     )
-    reader = RecommendationReader(cache, clock)
+    flags = flags or flag_client(config)
+    closers.append(flags.close)
+    reader = RecommendationReader(cache, clock, flags)
     features = build_feature_pipeline(config, event_log if replicated else None)
     return System(
         config,
@@ -190,6 +265,7 @@ def build_system(
         closers=closers,
         replicated=replicated,
         models=models if models is not None else _model_store(config),
+        flags=flags,
     )
 
 
@@ -376,3 +452,11 @@ def feast_settings(config: Config) -> Any:
         redis_url=config.cache_url if redis else None,
         online_ttl_s=int(max(v.ttl_s for v in VIEWS.values())) if redis else None,
     )
+
+
+def flag_client(config: Config) -> FlagClient:
+    """The experiment's flag evaluation: OpenFeature's flagd provider on the flag file
+    (`config.flags_path`; a missing file is the default experiment, champion only)."""
+    from shopper.adapters.openfeature_flags import OpenFeatureFlagClient
+
+    return OpenFeatureFlagClient(config.flags_path)

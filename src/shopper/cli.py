@@ -72,6 +72,14 @@ def demo(
             "so `shopper features check-skew` can check the run",
         ),
     ] = False,
+    experiment: Annotated[
+        bool,
+        typer.Option(
+            "--experiment",
+            help="route 2% of shoppers to a challenger (the baseline ranker) whose simulated "
+            "shoppers convert half as often, and report per-variant figures",
+        ),
+    ] = False,
     stream_url: StreamUrl = None,
     cache_url: CacheUrl = None,
     data_dir: DataDir = None,
@@ -89,7 +97,12 @@ def demo(
         feature_store="feast" if features else None,
     )
     options = DemoOptions(
-        dataset=dataset, shoppers=shoppers, max_events=max_events, seed=seed, progress=not as_json
+        dataset=dataset,
+        shoppers=shoppers,
+        max_events=max_events,
+        seed=seed,
+        progress=not as_json,
+        experiment=experiment,
     )
     try:
         report = run_demo(config, options)
@@ -237,7 +250,8 @@ def features_check_skew(
         raise typer.Exit(1)
 
 
-# The model commands register themselves on `app` when imported.
+# The model and experiment commands register themselves on `app` when imported.
+import shopper.cli_experiment  # noqa: E402
 import shopper.cli_models  # noqa: E402, F401
 
 

@@ -46,6 +46,12 @@ class Config(BaseModel):
     default_k: int = Field(10, ge=1, description="items served when the page does not say")
     max_k: int = Field(100, ge=1)
     max_batch: int = Field(1000, ge=1, description="events per POST /v1/events")
+    dashboard_sample_s: float = Field(
+        5.0,
+        gt=0,
+        description="how often an API process snapshots its counters and the experiment "
+        "report for the dashboard's history (/dashboard, GET /v1/dashboard/series)",
+    )
     fresh_ttl_s: float = Field(900.0, gt=0, description="a list older than this is stale")
     lkg_ttl_s: float = Field(7 * 86400.0, gt=0, description="how long last-known-good lasts")
     popularity_half_life_s: float = Field(3600.0, gt=0)
@@ -97,6 +103,34 @@ class Config(BaseModel):
     model_poll_s: float = Field(
         5.0, gt=0, description="how often a processor looks for a newly promoted model"
     )
+    flags_file: Path | None = Field(
+        None,
+        description="the flagd flag file of the experiment: which model each shopper is "
+        "served (default data_dir/flags.json); `shopper experiment` edits it",
+    )
+    shadow_log_sample: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="share of shoppers whose shadow variants' lists are logged "
+        "(data_dir/experiments/shadow-lists); every shadow list is scored and stored",
+    )
+    guardrail_metric: Literal[
+        "conversion_rate", "add_to_cart_rate", "ctr", "revenue_per_session"
+    ] = Field(
+        "conversion_rate",
+        description="the experiment guardrail kills a challenger significantly worse than "
+        "the champion on this metric",
+    )
+    guardrail_min_sessions: int = Field(
+        200, ge=1, description="sessions a challenger needs before the guardrail judges it"
+    )
+    guardrail_alpha: float = Field(
+        0.01, gt=0, lt=1, description="the guardrail's significance level"
+    )
+    guardrail_check_s: float = Field(
+        30.0, ge=0, description="how often the guardrail checks (0: never)"
+    )
     repurchase: Literal["exclude", "allow"] = Field(
         "exclude",
         description="exclude: never recommend what a shopper bought (durable goods); allow: "
@@ -143,6 +177,10 @@ class Config(BaseModel):
     @property
     def models_folder(self) -> Path:
         return self.model_dir or self.data_dir / "models"
+
+    @property
+    def flags_path(self) -> Path:
+        return self.flags_file or self.data_dir / "flags.json"
 
     @property
     def events_topic(self) -> str:

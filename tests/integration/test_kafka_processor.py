@@ -261,7 +261,13 @@ def test_events_past_the_spool_timeout_wait_on_disk_and_are_sent_on_return(
             assert log.failed == 0
             # What an operator sees meanwhile:
             stream = shop.http.get("/v1/stats").json()["stream"]
-            assert stream == {"waiting": 0, "kept_on_disk": 4, "sent_again": 0, "lost": 0}
+            assert stream == {
+                "waiting": 0,
+                "kept_on_disk": 4,
+                "sent_again": 0,
+                "lost": 0,
+                "impressions_dropped": 0,
+            }
             with tansu_broker(port):
                 wait_for("the events sent again", lambda: log.resent == 4)
                 assert shop.http.get("/v1/stats").json()["stream"]["sent_again"] == 4

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shopper.adapters.memory_event_log import InMemoryEventLog
 from shopper.bootstrap import System
+from shopper.ports.event_log import Record
 from tests.unit.factories import drain
 
 MAX_BATCH = 10
@@ -30,11 +33,25 @@ class Api:
         processor.close()
 
     def published(self) -> int:
-        """Records on the event and catalog topics."""
+        """Records on the event and catalog topics, apart from the impressions the API
+        publishes for the lists it serves."""
+        return sum(1 for r in self.records() if json.loads(r.value)["type"] != "impression")
+
+    def impressions(self) -> list[dict[str, Any]]:
+        """The impression events the API published, decoded."""
+        found = [json.loads(r.value) for r in self.records()]
+        return [e for e in found if e.get("type") == "impression"]
+
+    def records(self) -> list[Record]:
         log = self.system.event_log
         assert isinstance(log, InMemoryEventLog)
         c = self.system.config
-        return sum(log.end_offsets(c.events_topic)) + sum(log.end_offsets(c.catalog_topic))
+        consumer = log.subscribe([c.events_topic, c.catalog_topic], f"harness-{uuid.uuid4()}")
+        out: list[Record] = []
+        while batch := consumer.poll(10_000, 0):
+            out += batch
+        consumer.close()
+        return out
 
     def recommend(self, **params: Any) -> dict[str, Any]:
         response = self.http.get("/v1/recommendations", params=params)

@@ -201,6 +201,22 @@ def test_the_context_item_is_not_recommended_back(api: Api) -> None:
     assert ids(api.recommend(context_item="b")) == ["a", "c"]
 
 
+def test_every_list_served_to_a_shopper_is_published_as_an_impression(api: Api) -> None:
+    api.http.post("/v1/events", json=[view("e1", "me", "a"), view("e2", "me", "b")])
+    api.process()
+    served = api.recommend(user_id="me")
+    api.recommend(user_id="me", session_id="visit-1")
+    api.recommend()  # nobody to attribute it to: no impression
+
+    first, second = api.impressions()
+    assert first["user_id"] == "me" and first["list_id"] == served["list_id"]
+    assert first["variant"] == served["variant"] == "champion"
+    assert second["session_id"] == "visit-1"
+    assert api.published() == 2  # the shop's two events
+    api.process()  # impressions are attributed, and change nobody's list
+    assert api.recommend(user_id="me")["list_id"] == served["list_id"]
+
+
 def test_health(api: Api) -> None:
     response = api.http.get("/healthz")
     assert response.status_code == 200

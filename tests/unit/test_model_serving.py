@@ -196,8 +196,8 @@ def test_a_price_drop_lifts_an_item_the_shopper_would_see_anyway(
     price = {"type": "price_change", "item_id": target}
 
     def after(event_id: str, new_price: float) -> list[str]:
-        # An impression re-ranks the shopper without changing what they showed interest in.
-        seen = wire(f"{event_id}-seen", "impression", session_id="h")
+        # A search re-ranks the shopper without changing what they showed interest in.
+        seen = wire(f"{event_id}-seen", "search", session_id="h", query="lamp")
         run(system, processor, wire(event_id, price=new_price, **price), seen)
         return fresh(system, "s:h").item_ids()
 

@@ -113,6 +113,25 @@ class KafkaConsumer:
         self._rewind_pending = False
         return True
 
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Per assigned partition, its high watermark less this member's position. Both
+        are local reads (the watermark as of the last fetch): no broker round trip. On the
+        tansu test broker the high watermarks are wrong, so this is only meaningful on a
+        real Kafka broker."""
+        if self._closed or not self._subscribed:
+            return {}
+        try:
+            positions = self._consumer.position(self._consumer.assignment())
+            out: dict[tuple[str, int], int] = {}
+            for tp in positions:
+                _, high = self._consumer.get_watermark_offsets(tp, cached=True) or (-1, -1)
+                if tp.offset >= 0 and high >= 0:  # both known (not OFFSET_INVALID)
+                    out[(tp.topic, tp.partition)] = max(0, high - tp.offset)
+            return out
+        except (KafkaException, RuntimeError) as exc:
+            log.debug("consumer lag unknown: %s", exc)
+            return {}
+
     def close(self) -> None:
         """Leave the group: its other members take over this member's partitions."""
         if not self._closed:

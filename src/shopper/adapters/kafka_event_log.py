@@ -69,9 +69,12 @@ class KafkaEventLog:
             )
             self._resender.start()
 
-    def publish(self, topic: str, key: str, value: bytes) -> None:
+    def publish(self, topic: str, key: str, value: bytes, droppable: bool = False) -> None:
         """Queue one record in the local spool; it is sent in the background."""
         self._topics.require([topic])
+        if droppable and len(self._producer) * 2 >= self.settings.spool_max_events:
+            s = self.settings
+            raise SpoolFull(s.spool_max_events, s.spool_max_kbytes)
         try:
             self._produce(topic, key, value)
         except BufferError:

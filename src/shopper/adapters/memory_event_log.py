@@ -25,7 +25,7 @@ class InMemoryEventLog:
         self._members: dict[str, list[InMemoryConsumer]] = {}
         self._cond = threading.Condition()
 
-    def publish(self, topic: str, key: str, value: bytes) -> None:
+    def publish(self, topic: str, key: str, value: bytes, droppable: bool = False) -> None:
         with self._cond:
             parts = self._topic(topic)
             p = partition_for(key, self.partitions)
@@ -105,6 +105,13 @@ class InMemoryEventLog:
                     return out
                 self._cond.wait(left)
 
+    def _lag(self, consumer: InMemoryConsumer) -> dict[tuple[str, int], int]:
+        with self._cond:
+            return {
+                (topic, p): len(self._topics[topic][p]) - pos
+                for (topic, p), pos in consumer.positions.items()
+            }
+
     def _rewind(self, consumer: InMemoryConsumer) -> None:
         with self._cond:
             for tp in consumer.positions:
@@ -135,6 +142,9 @@ class InMemoryConsumer:
 
     def rewind(self) -> None:
         self._log._rewind(self)
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        return {} if self.closed else self._log._lag(self)
 
     def close(self) -> None:
         """Leave the group without committing: uncommitted records go to the next member."""

@@ -8,6 +8,8 @@ from collections import OrderedDict
 from collections.abc import Collection, Iterable, Sequence
 
 from shopper.adapters.memo import StaleMemo
+from shopper.domain.attribution import OutcomeDelta
+from shopper.domain.experiment_stats import SessionOutcome
 from shopper.domain.item import Item
 from shopper.domain.ranking import cosine, forward_weight
 from shopper.domain.session import SessionState
@@ -34,6 +36,7 @@ class InMemoryProcessorState:
         self._popular: dict[str, dict[str, float]] = {}
         self._co: dict[str, dict[str, float]] = {}
         self._volume: dict[str, float] = {}
+        self._outcomes: dict[str, OutcomeDelta] = {}
         self._lock = threading.Lock()
 
     def applied(self, event_ids: Sequence[str]) -> set[str]:
@@ -49,6 +52,10 @@ class InMemoryProcessorState:
                 for s in subjects
             }
 
+    def outcomes(self) -> list[SessionOutcome]:
+        with self._lock:
+            return [o for d in self._outcomes.values() if (o := d.outcome()) is not None]
+
     def items(self, item_ids: Iterable[str]) -> dict[str, Item]:
         with self._lock:
             return {i: self._items[i] for i in item_ids if i in self._items}
@@ -57,6 +64,8 @@ class InMemoryProcessorState:
         with self._lock:
             self._sessions.update(changes.sessions)
             self._items.update(changes.items)
+            for session, delta in changes.outcomes.items():
+                self._outcomes.setdefault(session, OutcomeDelta()).add(delta)
             for segment, item, weight, ts in changes.hits:
                 self._hit(segment, item, weight, ts)
             for a, b, weight in changes.co_occurrences:

@@ -17,6 +17,8 @@ import redis
 from redis.client import Pipeline
 
 from shopper.adapters.memo import StaleMemo
+from shopper.domain.attribution import OutcomeDelta
+from shopper.domain.experiment_stats import SessionOutcome
 from shopper.domain.item import Item
 from shopper.domain.ranking import cosine
 from shopper.domain.segment import GLOBAL_SEGMENT
@@ -33,6 +35,8 @@ RESCALE_AFTER_HALF_LIVES = 500.0
 # per hit. The landmark is read and moved inside the script, so every processor adds
 # weights against the same landmark. A rescale walks every segment's zset, including
 # segments this batch does not touch (named from KEYS[2]): standalone Redis only.
+_OUTCOME_CHUNK = 1000  # sessions read per pipeline for the experiment report
+
 _HITS_LUA = """
 local half_life = tonumber(ARGV[1])
 local rescale_after = tonumber(ARGV[2])
@@ -121,6 +125,7 @@ class RedisProcessorState:
         self._landmark_key = f"{prefix}hits_landmark"
         self._segments_key = f"{prefix}hits_segments"
         self._volume_key = f"{prefix}volume"
+        self._outcomes_key = f"{prefix}outcomes"  # session -> last change, for the report
         self._neighbours = client.register_script(_NEIGHBOURS_LUA)
         # The processor asks for neighbours once per recent item and for popularity once per
         # shopper; as in the in-memory state, an answer is reused for `staleness_s`.
@@ -176,6 +181,8 @@ class RedisProcessorState:
             pipe.set(self._item_key(item_id), encode_item(item))
         if changes.hits:
             self._queue_hits(pipe, changes.hits)
+        if changes.outcomes:
+            self._queue_outcomes(pipe, changes.outcomes)
         pairs: list[tuple[str, str, float]] = []
         if changes.co_occurrences:
             pairs = self._queue_co_occurrences(pipe, changes.co_occurrences)
@@ -186,6 +193,51 @@ class RedisProcessorState:
                 # A new neighbour makes a remembered row wrong, not just a little stale: a
                 # list written from it would miss the pair until the shopper acts again.
                 self._neighbour_memo.drop(a)
+
+    def outcomes(self) -> list[SessionOutcome]:
+        now = self._clock.now()
+        since = now - self._session_ms / 1000
+        sessions = cast(list[bytes], self._client.zrangebyscore(self._outcomes_key, since, "+inf"))
+        out = []
+        for start in range(0, len(sessions), _OUTCOME_CHUNK):
+            pipe = self._client.pipeline(transaction=False)
+            for session in sessions[start : start + _OUTCOME_CHUNK]:
+                pipe.hgetall(self._outcome_key(session.decode()))
+            for record in pipe.execute():
+                if record.get(b"v"):
+                    out.append(
+                        SessionOutcome(
+                            record[b"v"].decode(),
+                            int(record.get(b"i", 0)),
+                            int(record.get(b"c", 0)),
+                            record.get(b"ca") == b"1",
+                            record.get(b"co") == b"1",
+                            float(record.get(b"r", 0.0)),
+                        )
+                    )
+        return out
+
+    def _queue_outcomes(self, pipe: Pipeline, outcomes: dict[str, OutcomeDelta]) -> None:
+        """Each session's delta onto its hash (counters add up; the first variant
+        stays), the session into the report's index; both kept as long as sessions."""
+        now = self._clock.now()
+        for session, d in outcomes.items():
+            key = self._outcome_key(session)
+            if d.variant:
+                pipe.hsetnx(key, "v", d.variant)
+            if d.impressions:
+                pipe.hincrby(key, "i", d.impressions)
+            if d.clicks:
+                pipe.hincrby(key, "c", d.clicks)
+            if d.carted:
+                pipe.hset(key, "ca", "1")
+            if d.converted:
+                pipe.hset(key, "co", "1")
+            if d.revenue:
+                pipe.hincrbyfloat(key, "r", d.revenue)
+            pipe.pexpire(key, self._session_ms)
+        pipe.zadd(self._outcomes_key, dict.fromkeys(outcomes, now))
+        pipe.zremrangebyscore(self._outcomes_key, "-inf", now - self._session_ms / 1000)
 
     def popular(self, segment: str, n: int) -> list[tuple[str, float]]:
         """Top items of a segment (the processor reads it once per micro-batch)."""
@@ -268,6 +320,9 @@ class RedisProcessorState:
 
     def _session_key(self, subject: str) -> str:
         return f"{self._prefix}session:{subject}"
+
+    def _outcome_key(self, session: str) -> str:
+        return f"{self._prefix}outcome:{session}"
 
     def _item_key(self, item_id: str) -> str:
         return f"{self._prefix}item:{item_id}"

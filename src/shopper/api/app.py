@@ -12,11 +12,13 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shopper import __version__
+from shopper.api.dashboard import PageTimer, add_dashboard
+from shopper.api.docs import add_offline_docs
 from shopper.api.schemas import (
     ErrorOut,
     HealthOut,
@@ -26,7 +28,10 @@ from shopper.api.schemas import (
     recommendations_body,
 )
 from shopper.codec import EventIn, ItemIn
+from shopper.services.history import History
 from shopper.services.ingest import BatchTooLarge, EventIngest, IngestResult
+from shopper.services.metrics import Metrics
+from shopper.services.page_log import PageLog
 from shopper.services.serving import PageRequest, RecommendationReader
 
 
@@ -37,9 +42,16 @@ def create_app(
     max_k: int = 100,
     health: dict[str, str] | None = None,
     stats: Callable[[], dict[str, Any]] | None = None,
+    experiments: Callable[[float], dict[str, Any]] | None = None,
+    history: History | None = None,
+    pages: PageLog | None = None,
+    impressions: bool = True,
+    metrics: Metrics | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="shopper",
+        docs_url=None,  # served offline by add_offline_docs
+        redoc_url=None,
         version=__version__,
         description="Real-time recommendations: the page reads a precomputed list, never a model.",
     )
@@ -104,7 +116,10 @@ def create_app(
         `source` tells `personalized`, `last_known_good` or `popular`."""
         size = k or default_k
         request = PageRequest(user_id, session_id, size, context_item, country, device)
-        return JSONResponse(recommendations_body(reader.recommend(request), size))
+        served = reader.recommend(request)
+        if impressions:
+            ingest.record_impression(user_id, session_id, served)
+        return JSONResponse(recommendations_body(served, size))
 
     @app.get(
         "/v1/items/{item_id:path}/similar",
@@ -121,8 +136,24 @@ def create_app(
         size = k or default_k
         return JSONResponse(recommendations_body(reader.similar(item_id, size), size))
 
-    app.include_router(_ops_router(health_info, stats))
+    @app.get("/v1/experiments")
+    def get_experiments(
+        max_age_s: Annotated[
+            float, Query(ge=0, description="a report at most this old is answered as is")
+        ] = 5.0,
+    ) -> dict[str, Any]:
+        """The running experiment: each variant's model and share of shoppers, and per
+        variant sessions, click-through, add-to-cart and conversion rates and revenue per
+        session with intervals, each challenger against the champion."""
+        return experiments(max_age_s) if experiments else {"champion": None, "variants": []}
+
+    app.include_router(_ops_router(health_info, stats, metrics))
     _add_body_models(app, [EventIn, ItemIn])
+    add_offline_docs(app)
+    if history is not None:
+        add_dashboard(app, history)
+    if pages is not None or metrics is not None:  # inside ServerTiming: added first
+        app.add_middleware(PageTimer, pages=pages, metrics=metrics)
     app.add_middleware(ServerTiming)
     return app
 
@@ -154,15 +185,23 @@ class ServerTiming:
 
 
 def create_ops_app(
-    health: dict[str, str], stats: Callable[[], dict[str, Any]] | None = None
+    health: dict[str, str],
+    stats: Callable[[], dict[str, Any]] | None = None,
+    metrics: Metrics | None = None,
 ) -> FastAPI:
-    """What a processor-only process serves: health and counters, for probes and operators."""
-    app = FastAPI(title="shopper processor", version=__version__)
-    app.include_router(_ops_router(health, stats))
+    """What a processor-only process serves: health, counters and metrics, for probes and
+    operators."""
+    app = FastAPI(title="shopper processor", version=__version__, docs_url=None, redoc_url=None)
+    app.include_router(_ops_router(health, stats, metrics))
+    add_offline_docs(app)
     return app
 
 
-def _ops_router(health: dict[str, str], stats: Callable[[], dict[str, Any]] | None) -> APIRouter:
+def _ops_router(
+    health: dict[str, str],
+    stats: Callable[[], dict[str, Any]] | None,
+    metrics: Metrics | None = None,
+) -> APIRouter:
     router = APIRouter()
 
     @router.get("/v1/stats")
@@ -174,6 +213,19 @@ def _ops_router(health: dict[str, str], stats: Callable[[], dict[str, Any]] | No
     @router.get("/healthz", response_model=HealthOut)
     def healthz() -> HealthOut:
         return HealthOut(status="ok", **health)
+
+    if metrics is not None:
+
+        @router.get(
+            "/metrics",
+            response_class=Response,
+            responses={200: {"content": {"text/plain": {}}, "description": METRICS_DOC}},
+        )
+        def get_metrics() -> Response:
+            """Prometheus metrics of this process, or of every process sharing
+            `PROMETHEUS_MULTIPROC_DIR` when it is set (README, "Monitoring")."""
+            body, content_type = metrics.exposition()
+            return Response(body, media_type=content_type)
 
     return router
 
@@ -193,6 +245,12 @@ SIMILAR_DOC = (
     "The item's most similar items in stock, best first (its behavioural and content "
     "neighbours in the served model). An item with no similar list (unknown, or no model "
     "trained yet) or a cache outage gets an empty list, never an error."
+)
+
+METRICS_DOC = (
+    "The Prometheus text format: page read latency, lists served by source and variant, "
+    "list freshness, lists written by tier, events applied by type, dead letters, "
+    "duplicates, impressions, processor lag, spool state and the experiment per variant."
 )
 
 SPOOL_FULL_DOC = (

@@ -123,8 +123,11 @@ class ShopClient:
         return body
 
     def processor_stats(self) -> dict[str, Any]:
-        stats: dict[str, Any] = self._call("GET", "/v1/stats").body
-        return stats
+        return self.get_json("/v1/stats")
+
+    def get_json(self, path: str) -> dict[str, Any]:
+        body: dict[str, Any] = self._call("GET", path).body
+        return body
 
     def _count(self, reply: Reply, sent: int) -> None:
         self.stats.events_posted += sent

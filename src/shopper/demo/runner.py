@@ -39,6 +39,7 @@ class DemoOptions:
     max_events: int = 60_000
     seed: int = 7
     progress: bool = True
+    experiment: bool = False  # a 2% challenger (the baseline ranker) converting less
 
 
 def run_demo(config: Config, options: DemoOptions) -> dict[str, Any]:
@@ -49,12 +50,18 @@ def run_demo(config: Config, options: DemoOptions) -> dict[str, Any]:
     Kafka, an API process and a processor process, as in production. On real engines the
     run gets topic and key prefixes of its own, and its Redis keys are removed afterwards.
     """
+    conversion = (("challenger", CHALLENGER_CONVERSION),) if options.experiment else ()
+    params = SimulationParams(
+        shoppers=options.shoppers, seed=options.seed, conversion_by_variant=conversion
+    )
     traffic = (
         open_dataset(options.dataset, options.max_events)
         if options.dataset
-        else ShopSimulator(SimulationParams(shoppers=options.shoppers, seed=options.seed))
+        else ShopSimulator(params)
     )
     config = _own_namespace(config)
+    if options.experiment:
+        _start_experiment(config)
     started = time.perf_counter()
     model = None if options.dataset else _train_on_history(config, options)
     try:
@@ -65,10 +72,13 @@ def run_demo(config: Config, options: DemoOptions) -> dict[str, Any]:
             with _progress(options.progress, total, unit) as tick:
                 traffic.run(shop, tick)
             stats = _drain(ops, shop.stats.events_accepted)
+            experiments = _experiments(shop, ops) if options.experiment else {}
             shop.close()
             ops.close()
         elapsed = time.perf_counter() - started
         report = _report(config, traffic, shop, stats, elapsed)
+        if options.experiment:
+            report["experiment"] = experiment_summary(experiments)
         if model is not None:
             report["model"] = model
         if _on_redis(config):
@@ -77,6 +87,57 @@ def run_demo(config: Config, options: DemoOptions) -> dict[str, Any]:
     finally:
         if _on_redis(config):
             _delete_run_keys(config)  # also when the run failed half-way
+
+
+CHALLENGER_SHARE = 2  # percent of shoppers routed to the challenger
+CHALLENGER_CONVERSION = 0.5  # its simulated shoppers cart and buy half as often
+
+
+def _start_experiment(config: Config) -> None:
+    """The champion (the promoted model) on 98% of shoppers, the challenger (the
+    baseline co-occurrence ranker) on 2%, in the run's flag file."""
+    from shopper.adapters.flagd_format import write_flag_file
+    from shopper.domain.experiment import BASELINE, PROMOTED, Experiment, Variant
+
+    champion = Variant("champion", PROMOTED, 100 - CHALLENGER_SHARE)
+    write_flag_file(
+        config.flags_path,
+        Experiment((champion, Variant("challenger", BASELINE, CHALLENGER_SHARE))),
+    )
+
+
+def _experiments(shop: ShopClient, ops: ShopClient) -> dict[str, Any]:
+    """The per-variant report, once the processor has attributed every event, the
+    impressions the API published for the pages it served included."""
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    served = shop.stats.requests - shop.stats.errors
+    while ops.processor_stats().get("impressions", 0) < served:
+        if time.monotonic() > deadline:
+            break  # report what was attributed
+        time.sleep(0.05)
+    return shop.get_json("/v1/experiments?max_age_s=0")
+
+
+def experiment_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """Per variant: model, share, sessions, conversion and revenue per session with
+    their intervals, and the challenger's difference to the champion."""
+    out = {}
+    for v in report.get("variants", []):
+        versus = v.get("vs_champion") or {}
+        out[v["name"]] = {
+            "model": v.get("model"),
+            "weight": v.get("weight"),
+            "sessions": v.get("sessions"),
+            "conversion_rate": v.get("conversion_rate"),
+            "revenue_per_session": v.get("revenue_per_session"),
+            "vs_champion": {
+                metric: versus[metric]
+                for metric in ("conversion_rate", "revenue_per_session")
+                if metric in versus
+            }
+            or None,
+        }
+    return out
 
 
 def _train_on_history(config: Config, options: DemoOptions) -> dict[str, Any]:
@@ -270,7 +331,10 @@ def _drain(shop: ShopClient, accepted: int) -> dict[str, Any]:
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     while True:
         stats = shop.processor_stats()
-        done = stats["applied"] + stats["duplicates"] + stats["dead_letters"] >= accepted
+        # Impressions (the API's, one per page served) are applied too; `accepted` are
+        # the shop's own events.
+        shops = stats["applied"] - stats.get("impressions", 0)
+        done = shops + stats["duplicates"] + stats["dead_letters"] >= accepted
         if done or time.monotonic() > deadline:
             return {**stats, "caught_up": done}
         time.sleep(0.05)
@@ -289,7 +353,8 @@ def _report(
         "duration_s": round(elapsed, 2),
         "events_ingested": s.events_accepted,
         "events_rejected": s.events_rejected,
-        "events_processed": stats["applied"],
+        "events_processed": stats["applied"] - stats.get("impressions", 0),
+        "impressions_processed": stats.get("impressions", 0),
         "processor_caught_up": stats["caught_up"],
         "dead_letters": stats["dead_letters"],
         "lists_written": stats["lists_written"],

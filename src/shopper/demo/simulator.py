@@ -28,6 +28,10 @@ DEVICES = ["mobile", "mobile", "desktop", "tablet"]
 REFERRERS = ["search", "social", "email", "direct"]
 
 
+CART_RATE = 0.18  # a page view's chance of an add-to-cart
+BUY_RATE = 0.45  # a carted item's chance of being bought at checkout
+
+
 @dataclass(frozen=True, slots=True)
 class SimulationParams:
     shoppers: int = 600
@@ -39,6 +43,10 @@ class SimulationParams:
     flash_stock: tuple[int, int] = (4, 12)
     viral_share: float = 0.3  # share of page views that go to the viral item during the sale
     click_rate: float = 0.4
+    # (variant, factor): a shopper last served that variant's list adds to cart and buys
+    # with `factor` times the usual probability (an experiment arm that converts
+    # differently; `shopper demo --experiment`).
+    conversion_by_variant: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass
@@ -153,7 +161,7 @@ class ShopSimulator:
         if ref:
             events.append(self._event("click", s, item_id, **ref))
         events.append(self._event("view", s, item_id))
-        if self.stock.get(item_id, 0) > 0 and self.rng.random() < 0.18:
+        if self.stock.get(item_id, 0) > 0 and self.rng.random() < CART_RATE * self._lift(session):
             events.append(self._event("add_to_cart", s, item_id, quantity=1))
             session.cart.append(item_id)
         shop.post(events)
@@ -164,8 +172,9 @@ class ShopSimulator:
 
     def _checkout(self, shop: ShopClient, session: _Session) -> None:
         events = []
+        buy = min(1.0, BUY_RATE * self._lift(session))
         for item_id in session.cart:
-            if self.rng.random() > 0.55 or self.stock.get(item_id, 0) <= 0:
+            if self.rng.random() > 1 - buy or self.stock.get(item_id, 0) <= 0:
                 continue
             self.stock[item_id] -= 1
             events.append(self._event("purchase", session.shopper, item_id, quantity=1))
@@ -174,6 +183,11 @@ class ShopSimulator:
                 events.append(self._catalog("stock_change", item_id, quantity=0))
                 self.summary.sold_out_during_sale.append(item_id)
         shop.post(events)
+
+    def _lift(self, session: _Session) -> float:
+        """The conversion factor of the variant whose list the shopper was last shown."""
+        variant = session.shown.get("variant")
+        return dict(self.p.conversion_by_variant).get(variant, 1.0) if variant else 1.0
 
     def _event(self, type_: str, shopper: Shopper, item_id: str, **extra: Any) -> dict[str, Any]:
         context = {**shopper.context(), "referrer": self.rng.choice(REFERRERS)}

@@ -13,6 +13,8 @@ class Source(StrEnum):
     LAST_KNOWN_GOOD = "last_known_good"
     POPULAR = "popular"
     SIMILAR = "similar"  # an item's similar items (product pages), not a shopper's list
+    # The champion's list, served to a shopper whose assigned variant has none (yet).
+    CHAMPION = "champion"
 
 
 DEFAULT_VARIANT = "champion"
@@ -51,10 +53,14 @@ class PageRead:
     popular: tuple[RecommendationList, ...]
     sold_out: frozenset[str]
     similar: RecommendationList | None = None  # of the item on the page, if one was asked
+    # The champion's fresh (else last-known-good) list, read when the shopper's assigned
+    # variant has no list of its own.
+    stand_in: RecommendationList | None = None
 
 
 def choose_list(page: PageRead, k: int, exclude: Iterable[str] = ()) -> RecommendationList | None:
-    """Pick what the page shows: fresh, else last known good, else popularity.
+    """Pick what the page shows: fresh, else last known good, else the champion's list
+    standing in for a variant's missing one, else popularity.
 
     Sold-out and excluded items are dropped at read time, so a stale list never shows an
     item that sold out after it was written. A short list is topped up from popularity.
@@ -65,6 +71,8 @@ def choose_list(page: PageRead, k: int, exclude: Iterable[str] = ()) -> Recommen
         chosen = page.fresh.without(hidden)
     elif page.last_known_good is not None:
         chosen = replace(page.last_known_good.without(hidden), source=Source.LAST_KNOWN_GOOD)
+    elif page.stand_in is not None:
+        chosen = replace(page.stand_in.without(hidden), source=Source.CHAMPION)
     similar = page.similar.without(hidden) if page.similar is not None else None
     if similar is not None and similar.items:
         # The item on the page drives the list for that page: blended into the shopper's

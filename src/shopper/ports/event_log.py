@@ -32,13 +32,23 @@ class EventConsumer(Protocol):
         """Seek back to the committed offsets: uncommitted records will be polled again."""
         ...
 
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records behind per assigned (topic, partition): the partition's end offset less
+        this member's position. Partitions whose end or position the log cannot tell yet
+        are left out; it never raises (metrics read it between micro-batches)."""
+        ...
+
     def close(self) -> None: ...
 
 
 class EventLog(Protocol):
     """Append-only topics; one key's records stay in order in one partition."""
 
-    def publish(self, topic: str, key: str, value: bytes) -> None: ...
+    def publish(self, topic: str, key: str, value: bytes, droppable: bool = False) -> None:
+        """Queue one record. `droppable`: one the log may refuse (raising `SpoolFull`)
+        rather than let it take room the others need; a log with a spool refuses it once
+        the spool is half full (the broker is away), keeping the rest for shop events."""
+        ...
 
     def flush(self, timeout: float = 5.0) -> int:
         """Wait for published records to be stored; returns how many are still pending."""

@@ -6,6 +6,8 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from shopper.domain.attribution import OutcomeDelta
+from shopper.domain.experiment_stats import SessionOutcome
 from shopper.domain.item import Item
 from shopper.domain.session import SessionState
 
@@ -21,6 +23,8 @@ class StateChanges:
     hits: list[tuple[str, str, float, float]] = field(default_factory=list)
     # (item_a, item_b, weight): both directions are counted by the store
     co_occurrences: list[tuple[str, str, float]] = field(default_factory=list)
+    # session -> what this batch adds to its experiment outcome (domain.attribution)
+    outcomes: dict[str, OutcomeDelta] = field(default_factory=dict)
 
 
 class ProcessorState(Protocol):
@@ -50,4 +54,9 @@ class ProcessorState(Protocol):
         self, item_ids: Collection[str], n: int
     ) -> dict[str, list[tuple[str, float]]]:
         """`neighbours` of several items at once (one round trip where it matters)."""
+        ...
+
+    def outcomes(self) -> list[SessionOutcome]:
+        """Every session shown a list (its variant known), with what it did since; kept
+        as long as sessions are."""
         ...

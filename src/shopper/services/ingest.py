@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from shopper.codec import EventIn, encode_event, parse_event
-from shopper.domain.event import CATALOG_TYPES, stock_change_of
+from shopper.domain.event import CATALOG_TYPES, stock_change_of, subject_key
+from shopper.domain.recommendation import RecommendationList
 from shopper.errors import InvalidEvent, ShopperError, SpoolFull
 from shopper.ports.cache import RecommendationCache
 from shopper.ports.event_log import EventLog
@@ -53,6 +57,7 @@ class EventIngest:
         self._events_topic = events_topic
         self._catalog_topic = catalog_topic
         self.max_batch = max_batch
+        self.impressions_dropped = 0
 
     def ingest(self, raw_events: Sequence[Any]) -> IngestResult:
         if len(raw_events) > self.max_batch:
@@ -86,3 +91,28 @@ class EventIngest:
         changes = [c for e in events if (c := stock_change_of(e.to_domain())) is not None]
         if changes:
             self._cache.set_stock(changes)
+
+    def record_impression(
+        self, user_id: str | None, session_id: str | None, served: RecommendationList
+    ) -> None:
+        """An `impression` event for a list the API served (attribution, per variant).
+        Best effort: it never fails or holds up the page; a dropped one is counted."""
+        subject = subject_key(user_id, session_id)
+        if not subject:
+            return  # nobody to attribute it to
+        now = datetime.now(UTC)
+        event = {
+            "event_id": f"imp:{uuid.uuid4().hex}",
+            "type": "impression",
+            "ts": now.isoformat(),
+            "user_id": user_id,
+            "session_id": session_id,
+            "list_id": served.list_id or None,
+            "variant": served.variant or None,
+        }
+        present = {k: v for k, v in event.items() if v is not None}
+        body = json.dumps(present, separators=(",", ":")).encode()
+        try:
+            self._log.publish(self._events_topic, subject, body, droppable=True)
+        except Exception:  # a full spool or a broken stream: the page answers regardless
+            self.impressions_dropped += 1

@@ -6,11 +6,12 @@ import json
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shopper.codec import decode_event
+from shopper.domain.attribution import fold_outcome
 from shopper.domain.event import Event, EventType, StockChange, stock_change_of, subject_key
 from shopper.domain.features.engine import item_of
 from shopper.domain.item import Item
@@ -25,6 +26,7 @@ from shopper.ports.clock import Clock
 from shopper.ports.event_log import EventConsumer, EventLog, Record
 from shopper.ports.feature_store import FeatureSink
 from shopper.ports.processor_state import ProcessorState, StateChanges
+from shopper.services.metrics import Lag, Metrics
 from shopper.services.priority import lower_this_thread
 from shopper.services.ranking import RankingSettings, RankingStage
 
@@ -60,6 +62,7 @@ class ProcessorStats:
     duplicates: int = 0
     dead_letters: int = 0
     lists_written: int = 0
+    impressions: int = 0  # of the events applied: lists served (attribution only)
     freshness_ms: deque[float] = field(default_factory=lambda: deque(maxlen=200_000))
 
 
@@ -68,7 +71,14 @@ def summarize_stats(all_stats: list[ProcessorStats]) -> dict[str, Any]:
     freshness = [ms for st in all_stats for ms in st.freshness_ms]
     out: dict[str, Any] = {
         name: sum(getattr(st, name) for st in all_stats)
-        for name in ("records", "applied", "duplicates", "dead_letters", "lists_written")
+        for name in (
+            "records",
+            "applied",
+            "duplicates",
+            "dead_letters",
+            "lists_written",
+            "impressions",
+        )
     }
     out["processors"] = len(all_stats)
     out["freshness_p50_ms"] = round(percentile(freshness, 50), 2)
@@ -84,6 +94,9 @@ class _Batch:
     stock: list[StockChange] = field(default_factory=list)
     segments: set[str] = field(default_factory=set)
     applied: list[Event] = field(default_factory=list)  # for the feature store
+    types: Counter[str] = field(default_factory=Counter)  # events applied, by type
+    impressions: int = 0  # of the events not yet in a state transaction
+    duplicates: int = 0
 
 
 class Processor:
@@ -99,8 +112,10 @@ class Processor:
         settings: ProcessorSettings,
         features: FeatureSink | None = None,
         ranking: RankingStage | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._consumer = consumer
+        self._metrics = metrics
         self._ranking = ranking or RankingStage(
             state, cache, clock, RankingSettings(list_size=settings.list_size)
         )
@@ -115,6 +130,7 @@ class Processor:
         self._model_loads = 0
         self._similar_written = time.monotonic()
         self.stats = ProcessorStats()
+        self.lag: Lag = {}  # records behind per partition, as of the last micro-batch
 
     @property
     def ranking(self) -> RankingStage:
@@ -131,6 +147,8 @@ class Processor:
             # Commit only after the cache writes: a crash before here means redelivery,
             # and the applied-event check makes a redelivered event change nothing.
             self._consumer.commit()
+        # Read here, on the processor's own thread: a consumer is not shared with a scrape.
+        self.lag = self._consumer.lag()
         return len(records)
 
     def _collect(self) -> list[Record]:
@@ -159,7 +177,7 @@ class Processor:
         decoded = [(r, e) for r in records if (e := self._decode(r)) is not None]
         done = self._state.applied([e.event_id for _, e in decoded])
         batch = _Batch()
-        subjects = {e.subject for _, e in decoded if not e.is_catalog}
+        subjects = {e.subject for _, e in decoded if not (e.is_catalog or _served(e))}
         # A signed-in event's session may have a history of its own, to join the user's.
         subjects |= {
             subject_key(None, e.session_id)
@@ -169,16 +187,24 @@ class Processor:
         sessions = self._state.sessions(subjects)
         items = self._state.items({e.item_id for _, e in decoded if e.is_catalog and e.item_id})
         self._republish_items(decoded)
+        prices = self._prices_of_purchases(decoded)
         for record, event in decoded:
             if event.event_id in done:
-                self.stats.duplicates += 1
-                if not event.is_catalog:
+                batch.duplicates += 1
+                if not (event.is_catalog or _served(event)):
                     # A redelivery follows a failed batch whose list write may be lost:
                     # re-rank from stored state, which counts nothing twice.
                     batch.dirty.setdefault(event.subject, record.timestamp)
                 continue
             done.add(event.event_id)
             batch.changes.event_ids.append(event.event_id)
+            fold_outcome(batch.changes.outcomes, event, prices)
+            batch.types[event.type.value] += 1
+            if _served(event):
+                batch.impressions += 1
+                # A list served: attribution only. The shopper's list and features stand
+                # (nor does the archive keep it: it holds what features are made from).
+                continue
             batch.applied.append(event)
             if event.is_catalog:
                 self._apply_catalog(event, items, batch)
@@ -200,6 +226,25 @@ class Processor:
             self._pending_segments.add(GLOBAL_SEGMENT)
         self._pending_segments |= batch.segments
         self._write_lists(batch.dirty, sessions)
+        self._count(batch, dead_letters=len(records) - len(decoded))
+
+    def _count(self, batch: _Batch, dead_letters: int) -> None:
+        """The micro-batch's tallies, into the stats and the metrics at once."""
+        self.stats.duplicates += batch.duplicates
+        if self._metrics is not None:
+            self._metrics.batch_applied(batch.types, batch.duplicates, dead_letters)
+
+    def _prices_of_purchases(self, decoded: list[tuple[Record, Event]]) -> dict[str, float]:
+        """Catalog prices of the items bought without a stated price (for revenue)."""
+        wanted = {
+            e.item_id
+            for _, e in decoded
+            if e.type is EventType.PURCHASE and e.price is None and e.item_id
+        }
+        if not wanted:
+            return {}
+        items = self._state.items(wanted)
+        return {i: item.price for i, item in items.items() if item.price is not None}
 
     def _republish_items(self, decoded: list[tuple[Record, Event]]) -> None:
         """Every item event of the batch, keyed by its item, to the item-events topic.
@@ -239,9 +284,13 @@ class Processor:
         (`transaction_events`), since a Redis transaction blocks the page reads that share
         that Redis while it runs."""
         if batch.changes.event_ids:
-            self.stats.applied += len(batch.changes.event_ids)
             self._state.apply(batch.changes)
+            # Impressions first: `applied - impressions` (the shop's own events) is never
+            # ahead of what was applied, even to a reader on another thread.
+            self.stats.impressions += batch.impressions
+            self.stats.applied += len(batch.changes.event_ids)
         batch.changes = StateChanges()
+        batch.impressions = 0
 
     def _decode(self, record: Record) -> Event | None:
         try:
@@ -311,8 +360,11 @@ class Processor:
         # Freshness is a real latency: wall time against the log's accept time, whatever
         # clock the lists are stamped with.
         written = time.time()
+        freshness_s = [written - accepted for accepted in dirty.values()]
         self.stats.lists_written += len(lists)
-        self.stats.freshness_ms.extend((written - accepted) * 1000 for accepted in dirty.values())
+        self.stats.freshness_ms.extend(s * 1000 for s in freshness_s)
+        if self._metrics is not None:
+            self._metrics.lists_written(Counter(rec.tier for _, rec in lists), freshness_s)
 
     def _refresh_popular(self) -> None:
         now = self._clock.now()
@@ -378,3 +430,8 @@ class ProcessorRunner:
                 log.exception("processor micro-batch failed; retrying from committed offsets")
                 self.processor.rewind()
                 self._stop.wait(1.0)
+
+
+def _served(event: Event) -> bool:
+    """An impression: the API served this shopper a list."""
+    return event.type is EventType.IMPRESSION

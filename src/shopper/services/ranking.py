@@ -36,9 +36,12 @@ from shopper.domain.session import SessionState
 from shopper.domain.trending import trending_scores
 from shopper.ports.cache import ListKey, RecommendationCache
 from shopper.ports.clock import Clock
+from shopper.ports.flags import FlagClient, ListLog
 from shopper.ports.model_store import ModelStore
 from shopper.ports.processor_state import ProcessorState
+from shopper.services.feature_pipeline import sampled_entity
 from shopper.services.learned_ranking import LearnedFeatures, LearnedRanking
+from shopper.services.variants import ModelPool, routes
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,7 @@ class RankingSettings:
     learned_ranker: bool = True  # use a promoted model's learned ranker (with features)
     vector_log_sample: float = 0.05  # share of shoppers whose ranked vectors are logged
     feature_wait_s: float = 0.05  # for the batch's features to be online, at most
+    shadow_log_sample: float = 0.05  # share of shoppers whose shadow lists are logged
 
 
 @dataclass(slots=True)
@@ -76,15 +80,19 @@ class RankingStats:
     feature_read_failures: int = 0  # batches served in the blends' order instead
     feature_waits_timed_out: int = 0  # batches ranked on rows a batch behind
     vectors_logged: int = 0
+    variants: Counter[str] = field(default_factory=Counter)  # served lists per variant
+    shadow_lists: int = 0  # written and logged, never served
 
 
 def ranking_stats(all_stats: list[RankingStats]) -> dict[str, Any]:
     """Lists written per tier and per model (shares of all), and the model served."""
     tiers: Counter[str] = Counter()
     models: Counter[str] = Counter()
+    variants: Counter[str] = Counter()
     for st in all_stats:
         tiers.update(st.tiers)
         models.update(st.models)
+        variants.update(st.variants)
     total = sum(tiers.values()) or 1
     versions = sorted({st.model_version for st in all_stats if st.model_version})
     return {
@@ -93,6 +101,8 @@ def ranking_stats(all_stats: list[RankingStats]) -> dict[str, Any]:
         "lists_by_model": dict(models),
         "tier_share": {t: round(n / total, 4) for t, n in tiers.items()},
         "trending_items": sum(st.trending for st in all_stats),
+        "lists_by_variant": dict(variants),
+        "shadow_lists": sum(st.shadow_lists for st in all_stats),
         "learned": {
             "lists": sum(st.learned_lists for st in all_stats),
             "feature_reads": sum(st.feature_reads for st in all_stats),
@@ -112,12 +122,17 @@ class RankingStage:
         settings: RankingSettings,
         models: ModelStore | None = None,
         features: LearnedFeatures | None = None,
+        flags: FlagClient | None = None,
+        shadow_log: ListLog | None = None,
     ) -> None:
         self._state = state
         self._cache = cache
         self._clock = clock
         self._settings = settings
         self._models = models
+        self._flags = flags
+        self._shadow_log = shadow_log
+        self._pool = ModelPool(models)
         self._params = RankingParams(k=settings.list_size)
         self._model: RankingModel | None = None
         self._stamp: str | None = None
@@ -217,27 +232,46 @@ class RankingStage:
             time.sleep(0)  # hand the GIL to a waiting page read (see `_yielding`)
 
     def rank(self, sessions: Sequence[SessionState]) -> list[tuple[ListKey, RecommendationList]]:
-        """A list per shopper, without sold-out items."""
+        """A list per shopper for their assigned variant, and one per shadow variant, each
+        by the variant's model, without sold-out items."""
         self.refresh_model()
         if not sessions:
             return []
         now = self._clock.now()
-        model = self._model
-        made = (
-            self._rank_with_model(model, sessions, now)
-            if model is not None
-            else self._rank_baseline(sessions)
-        )
-        lists = []
-        for session, (items, tier, name) in zip(sessions, made, strict=True):
-            rec = RecommendationList(
-                tuple(items), DEFAULT_VARIANT, Source.PERSONALIZED, now, uuid.uuid4().hex,
-                tier, name,
-            )  # fmt: skip
-            self.stats.tiers[tier] += 1
-            self.stats.models[name] += 1
-            lists.append((ListKey(session.subject, DEFAULT_VARIANT), rec))
+        lists, shadows = [], []
+        for route in routes(self._flags, sessions):
+            model, usable = self._pool.get(route.model, self._model)
+            if not usable:
+                continue
+            made = (
+                self._rank_with_model(model, route.sessions, now)
+                if model is not None
+                else self._rank_baseline(route.sessions)
+            )
+            for session, (items, tier, name) in zip(route.sessions, made, strict=True):
+                rec = RecommendationList(
+                    tuple(items), route.variant, Source.PERSONALIZED, now, uuid.uuid4().hex,
+                    tier, name,
+                )  # fmt: skip
+                lists.append((ListKey(session.subject, route.variant), rec))
+                if route.shadow:
+                    self.stats.shadow_lists += 1
+                    if sampled_entity(session.subject, self._settings.shadow_log_sample):
+                        shadows.append(lists[-1])
+                else:
+                    self.stats.tiers[tier] += 1
+                    self.stats.models[name] += 1
+                    self.stats.variants[route.variant] += 1
+        self._log_shadows(shadows)
         return lists
+
+    def _log_shadows(self, shadows: list[tuple[ListKey, RecommendationList]]) -> None:
+        if self._shadow_log is None or not shadows:
+            return
+        try:
+            self._shadow_log.append(shadows)
+        except Exception:  # a full disk must not stop the lists
+            log.exception("shadow list log unwritable")
 
     def _rank_with_model(
         self, model: RankingModel, sessions: Sequence[SessionState], now: float

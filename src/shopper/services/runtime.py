@@ -66,6 +66,8 @@ def serve(config: Config, host: str, port: int, role: str) -> None:
         if role in ("processor", "all") and system.features is not None:
             # Ready before the first event: /healthz answers only once it is.
             system.features.start()
+        if role in ("processor", "all"):
+            system.start_guardrail()
         if role == "processor":
             # A processor is background work: where it shares a machine with API replicas,
             # Redis or the broker (a small deployment, the demo), the page path runs first.
