@@ -5,7 +5,12 @@ from collections.abc import Iterator
 import pytest
 from threadpoolctl import threadpool_limits
 
-pytest_plugins = ["tests.fixtures.services", "tests.fixtures.redis", "tests.fixtures.kafka"]
+pytest_plugins = [
+    "tests.fixtures.services",
+    "tests.fixtures.redis",
+    "tests.fixtures.kafka",
+    "tests.fixtures.flagd_sync",
+]
 
 
 @pytest.fixture(scope="module")

@@ -205,7 +205,11 @@ class System:
             return None
         pipeline = self.features
         return LearnedFeatures(
-            pipeline.open_store, pipeline.served_log, pipeline.events_seen, pipeline.pushed
+            pipeline.open_store,
+            pipeline.served_log,
+            pipeline.events_seen,
+            pipeline.pushed,
+            lambda: pipeline.pushes,
         )
 
     def start_processor(self, niceness: int = 0) -> ProcessorRunner:
@@ -455,8 +459,14 @@ def feast_settings(config: Config) -> Any:
 
 
 def flag_client(config: Config) -> FlagClient:
-    """The experiment's flag evaluation: OpenFeature's flagd provider on the flag file
-    (`config.flags_path`; a missing file is the default experiment, champion only)."""
-    from shopper.adapters.openfeature_flags import OpenFeatureFlagClient
+    """The experiment's flag evaluation: OpenFeature's flagd provider, in process, on the
+    flag file (`config.flags_path`; a missing file is the default experiment, champion
+    only) or, with `flags_url=flagd://HOST:PORT`, on the flags a flagd daemon serves."""
+    from shopper.adapters.openfeature_flags import FlagFileSource, OpenFeatureFlagClient
 
-    return OpenFeatureFlagClient(config.flags_path)
+    daemon = config.flagd_address
+    if daemon is None:
+        return OpenFeatureFlagClient(FlagFileSource(config.flags_path))
+    from shopper.adapters.flagd_daemon import FlagdDaemonSource
+
+    return OpenFeatureFlagClient(FlagdDaemonSource(*daemon))

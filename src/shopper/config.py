@@ -6,8 +6,9 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shopper.errors import ConfigError
 
@@ -108,6 +109,12 @@ class Config(BaseModel):
         description="the flagd flag file of the experiment: which model each shopper is "
         "served (default data_dir/flags.json); `shopper experiment` edits it",
     )
+    flags_url: str | None = Field(
+        None,
+        description="where each process gets the experiment's flags: unset or file:// (the "
+        "flag file, flags_file; file:///PATH names it), or flagd://HOST:PORT (a flagd "
+        "daemon's sync service, evaluated in process)",
+    )
     shadow_log_sample: float = Field(
         0.05,
         ge=0,
@@ -180,7 +187,42 @@ class Config(BaseModel):
 
     @property
     def flags_path(self) -> Path:
-        return self.flags_file or self.data_dir / "flags.json"
+        """The flag file: the one served with file:// (or no `flags_url`), and the one
+        `shopper experiment` edits (with flagd://, the daemon's own source)."""
+        return self._named_flag_file() or self.flags_file or self.data_dir / "flags.json"
+
+    def _named_flag_file(self) -> Path | None:
+        if self.flags_url and urlsplit(self.flags_url).scheme == "file":
+            return _flags_file_of(self.flags_url)
+        return None
+
+    @property
+    def flagd_address(self) -> tuple[str, int] | None:
+        """(host, port) of the flagd daemon `flags_url` names; None: the flag file serves."""
+        if self.flags_url and urlsplit(self.flags_url).scheme == "flagd":
+            return _flagd_address_of(self.flags_url)
+        return None
+
+    # The flags URL's checks raise ConfigError, which pydantic lets through as it is: its
+    # message is whole, where a ValidationError's would repeat the field's name.
+    @field_validator("flags_url")
+    @classmethod
+    def _check_flags_url(cls, url: str | None) -> str | None:
+        if url is not None and urlsplit(url).scheme == "flagd":
+            _flagd_address_of(url)
+        elif url is not None:
+            _flags_file_of(url)
+        return url
+
+    @model_validator(mode="after")
+    def _one_flag_file(self) -> Config:
+        named = self._named_flag_file()
+        if named and self.flags_file and named != self.flags_file:
+            raise ConfigError(
+                f"invalid configuration: flags_file ({self.flags_file}) and flags_url "
+                f"({self.flags_url}) name two different flag files; set one of them"
+            )
+        return self
 
     @property
     def events_topic(self) -> str:
@@ -232,6 +274,44 @@ def load_config(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+_FLAGS_URL_FORMS = (
+    "use flagd://HOST:PORT (a flagd daemon's sync service; flagd serves it on port 8015) "
+    "or file:// (the flag file, flags_file) or file:///ABSOLUTE/PATH"
+)
+
+
+def _flagd_address_of(url: str) -> tuple[str, int]:
+    """`flagd://HOST:PORT` -> (host, port), the host bracketed when IPv6 (a gRPC target)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    rest = parts.path.strip("/") or parts.query or parts.fragment or parts.username
+    if parts.scheme != "flagd" or not parts.hostname or not port or rest:
+        raise ConfigError(
+            f"invalid configuration: flags_url {url!r} is not a flagd address; {_FLAGS_URL_FORMS}"
+        )
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return host, port
+
+
+def _flags_file_of(url: str) -> Path | None:
+    """`file:///PATH` -> the path; `file://` -> None (flags_file, or its default)."""
+    parts = urlsplit(url)
+    if (
+        parts.scheme != "file"
+        or not url.startswith("file://")
+        or parts.netloc
+        or parts.query
+        or parts.fragment
+    ):
+        raise ConfigError(
+            f"invalid configuration: flags_url {url!r} is not a flags URL; {_FLAGS_URL_FORMS}"
+        )
+    return Path(parts.path) if parts.path.strip("/") else None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

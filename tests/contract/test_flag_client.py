@@ -1,9 +1,11 @@
-"""One contract for every FlagClient: in memory (flagd's core) and OpenFeature's flagd
-provider on a flag file. Then what only the file client has: a file that is missing,
-unreadable or garbage, and the provider's own domain.
+"""One contract for every FlagClient: in memory (flagd's core), and OpenFeature's flagd
+provider on a flag file and on a flagd daemon's sync service (a fake daemon over real gRPC:
+`tests/fixtures/flagd_sync.py`). Then what only the file client has (a file that is
+missing, unreadable or garbage, the provider's own domain), and what only the daemon
+client has (a daemon not up yet, or gone away and back).
 
-The file client runs with its production poll (1 s), so the pick-up times here are the
-ones a ramp or a kill takes in service."""
+The file and daemon clients run with their production settings (the file polled every
+second), so the pick-up times here are the ones a ramp or a kill takes in service."""
 
 from __future__ import annotations
 
@@ -19,9 +21,12 @@ import pytest
 from openfeature import api
 from scipy.stats import binom
 
+from shopper.adapters.flagd_daemon import FlagdDaemonSource
 from shopper.adapters.flagd_format import write_flag_file
 from shopper.adapters.memory_flags import InMemoryFlagClient
 from shopper.adapters.openfeature_flags import POLL_MS, OpenFeatureFlagClient
+from shopper.bootstrap import flag_client
+from shopper.config import load_config
 from shopper.domain.experiment import (
     BASELINE,
     DEFAULT_EXPERIMENT,
@@ -32,9 +37,11 @@ from shopper.domain.experiment import (
     with_share,
 )
 from shopper.ports.flags import Assignment, FlagClient
+from tests.fixtures.flagd_sync import FakeFlagd
 
 PICK_UP_S = 5.0  # the promise: a changed definition serves within this
 SETTLE_S = 2.5 * POLL_MS / 1000  # long enough for the file client to have seen a change
+DAEMON_SETTLE_S = 1.0  # the daemon pushes a change: it arrives in milliseconds
 SHOPPERS = [f"user-{i}" for i in range(10_000)]
 
 CHAMPION = Variant("champion", PROMOTED, 98)
@@ -92,10 +99,31 @@ def file_harness(path: Path, experiment: Experiment, clients: list[FlagClient]) 
     )
 
 
-@pytest.fixture(params=["memory", "openfeature"])
+def daemon_harness(
+    daemon: FakeFlagd, data_dir: Path, experiment: Experiment, clients: list[FlagClient]
+) -> Harness:
+    daemon.serve_experiment(experiment)
+
+    def reopen() -> FlagClient:  # switched to the daemon by configuration alone
+        clients.append(flag_client(load_config({}, data_dir=data_dir, flags_url=daemon.url)))
+        return clients[-1]
+
+    return Harness(
+        reopen(),
+        daemon.serve_experiment,
+        lambda: daemon.serve('{"flags": '),
+        reopen,
+        DAEMON_SETTLE_S,
+    )
+
+
+@pytest.fixture(params=["memory", "file", "flagd"])
 def make(request: pytest.FixtureRequest, tmp_path: Path, closing: list[FlagClient]) -> Make:
     if request.param == "memory":
         return lambda experiment: memory_harness(experiment, closing)
+    if request.param == "flagd":
+        daemon = request.getfixturevalue("flagd")
+        return lambda experiment: daemon_harness(daemon, tmp_path, experiment, closing)
     return lambda experiment: file_harness(tmp_path / "flags.json", experiment, closing)
 
 
@@ -186,15 +214,20 @@ def test_a_definition_that_cannot_be_served_leaves_the_last_good_one_serving(mak
     assert flags.client.experiment() == with_share(SHADOWED, "challenger", 30)
 
 
-def test_both_clients_assign_every_shopper_alike(tmp_path: Path, closing: list[FlagClient]) -> None:
+def test_every_client_assigns_every_shopper_alike(
+    tmp_path: Path, closing: list[FlagClient], flagd: FakeFlagd
+) -> None:
     three = Experiment(
         (Variant("champion", PROMOTED, 90), Variant("a", "v1", 0), Variant("b", BASELINE, 10)),
         (Variant("shadow", "v3"),),
     )
-    write_flag_file(tmp_path / "flags.json", three)
-    closing.append(OpenFeatureFlagClient(tmp_path / "flags.json"))
+    file = file_harness(tmp_path / "flags.json", three, closing).client
+    daemon = daemon_harness(flagd, tmp_path, three, closing).client
     ids = SHOPPERS[:2000] + [f"s:{i:08x}" for i in range(0, 2_000_000, 1000)]
-    assert assignments(closing[0], ids) == assignments(InMemoryFlagClient(three), ids)
+    expected = assignments(InMemoryFlagClient(three), ids)
+    assert {a.variant for a in expected} == {"champion", "b"}
+    assert assignments(file, ids) == expected
+    assert assignments(daemon, ids) == expected
 
 
 # What only the flag file client has.
@@ -296,3 +329,71 @@ def test_closing_twice_is_harmless_and_a_closed_client_still_answers(tmp_path: P
     client.close()
     client.close()
     assert client.assign("user-1").model in (PROMOTED, BASELINE)
+
+
+# What only the flagd daemon client has.
+
+
+def uncached_daemon_client(daemon: FakeFlagd, **settings: int) -> OpenFeatureFlagClient:
+    """Every `assign` an evaluation: what the provider answers, not what was cached."""
+    return OpenFeatureFlagClient(
+        FlagdDaemonSource(daemon.host, daemon.port, **settings), cache_size=0
+    )
+
+
+def test_a_daemon_gone_away_leaves_the_last_definition_serving_and_its_return_is_served(
+    flagd: FakeFlagd, closing: list[FlagClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    served = with_share(SHADOWED, "challenger", 30)
+    flagd.serve_experiment(served)
+    closing.append(uncached_daemon_client(flagd, grace_s=1))
+    client = closing[0]
+    before = assignments(client, SHOPPERS[:1000])
+    flagd.stop()
+    # The provider finds the stream gone, fails to reconnect (STALE), then gives up its
+    # grace (ERROR): evaluation goes on, on the flags it last synced.
+    wait_for(lambda: any("unavailable" in r.getMessage() for r in caplog.records))
+    time.sleep(2.0)
+    assert assignments(client, SHOPPERS[:1000]) == before
+    assert assignments(client, SHOPPERS[1000:3000]) == assignments(
+        InMemoryFlagClient(served), SHOPPERS[1000:3000]
+    )
+    assert client.experiment() == served
+    ours = [r for r in caplog.records if r.name.startswith("shopper.")]
+    assert all(n == 1 for n in Counter(r.getMessage() for r in ours).values()), ours
+
+    ramped = with_share(SHADOWED, "challenger", 60)
+    flagd.serve_experiment(ramped)  # changed while away: the stream catches up on return
+    flagd.start()
+    expected = assignments(InMemoryFlagClient(ramped), SHOPPERS[:1000])
+    wait_for(
+        lambda: client.experiment() == ramped and assignments(client, SHOPPERS[:1000]) == expected
+    )
+    assert any("loaded again" in r.getMessage() for r in caplog.records)
+
+
+def test_a_daemon_not_up_yet_means_the_champion_then_its_flags_once_it_is(
+    closing: list[FlagClient],
+) -> None:
+    flagd = FakeFlagd()
+    flagd.start()  # for a free port of its own
+    flagd.stop()
+    flagd.serve_experiment(with_share(SPLIT, "challenger", 50))
+    closing.append(uncached_daemon_client(flagd, deadline_ms=300))
+    assert closing[0].experiment() == DEFAULT_EXPERIMENT
+    assert set(assignments(closing[0], SHOPPERS[:500])) == {Assignment("champion", PROMOTED)}
+    flagd.start()
+    try:
+        wait_for(lambda: closing[0].experiment() == with_share(SPLIT, "challenger", 50))
+        assert Assignment("challenger", BASELINE) in assignments(closing[0], SHOPPERS[:500])
+    finally:
+        flagd.stop()
+
+
+def test_closed_daemon_clients_leave_no_sync_stream_open(flagd: FakeFlagd) -> None:
+    clients = [uncached_daemon_client(flagd) for _ in range(3)]
+    assert flagd.streams == 3
+    for client in clients:
+        client.close()
+    wait_for(lambda: flagd.streams == 0, timeout_s=3.0)

@@ -193,6 +193,24 @@ def test_the_ranker_reads_online_features_and_logs_the_vectors_it_ranked_by(
     assert all(isinstance(v.values["user_as_of"], float) for v in last)
 
 
+def test_no_vector_is_logged_for_a_batch_whose_reads_a_push_overlapped(
+    system: System, models: InMemoryModelStore
+) -> None:
+    """The logged counts must be those of the rows read: a push under way (or finished)
+    during the reads leaves them unknown, so the batch logs none (and says so)."""
+    processor = system.processor()
+    serve(models, ranked_model("v1"))
+    browse(system, processor, "a", "sku-1", "sku-5")
+    assert system.features is not None
+    logged = processor.ranking.stats.vectors_logged
+    system.features.pushes += 1  # as if a push had begun and not ended
+    browse(system, processor, "a", "sku-9", at=2)
+
+    assert fresh(system, "s:a").model == LEARNED  # ranked all the same
+    assert processor.ranking.stats.vectors_logged == logged
+    assert processor.ranking.stats.vector_batches_skipped >= 1
+
+
 def test_a_feature_store_that_cannot_be_read_leaves_the_blends_order(
     system: System, models: InMemoryModelStore, features: CountingStore
 ) -> None:

@@ -1,16 +1,22 @@
-"""Flag client on OpenFeature with the flagd provider, evaluating a flag file in process.
+"""Flag client on OpenFeature with the flagd provider, evaluating the experiment's flags in
+process, from one of two sources:
 
-The file is in flagd's own format (`flagd_format`), so a flagd daemon could serve it and
-the provider be switched to RPC by configuration alone. The provider's file watcher polls
-the file's mtime every `poll_ms` and emits PROVIDER_CONFIGURATION_CHANGED when it loads a
-new version; that clears this client's per-shopper cache, so a ramp or a kill reaches the
-page within about `poll_ms`.
+- the flag file (`FlagFileSource`, the default): the provider's file watcher polls its mtime
+  every `poll_ms` and loads each new version;
+- a flagd daemon (`adapters.flagd_daemon.FlagdDaemonSource`, `flags_url=flagd://`): the
+  provider's in-process resolver syncs the same JSON from the daemon's sync service.
+
+Either way the flags are flagd's own format (`flagd_format`) and evaluated by the same core,
+so a shopper's variant does not depend on the source. When the provider has loaded a new
+version it emits PROVIDER_CONFIGURATION_CHANGED, which re-reads the definition in force
+(`experiment()`) and clears this client's per-shopper cache, so a ramp or a kill reaches the
+page within about a second.
 
 States, and what `assign` answers in each:
-- no flag file: the champion of `DEFAULT_EXPERIMENT`, from code, and no provider at all
-  (flagd would log an error every poll); a thread waits for the file to appear;
-- a file flagd cannot read (garbage, deleted): the flags last loaded keep serving, and
-  before any were loaded the champion does;
+- no flags yet (no file: no provider at all, flagd would log an error every poll, and a
+  thread waits for the file; a daemon not reached yet): the champion of `DEFAULT_EXPERIMENT`;
+- flags that cannot be read (a garbage or deleted file, a daemon gone away): the flags last
+  loaded keep serving, and before any were loaded the champion does;
 - an evaluation error of any kind: the champion of the definition in force. Never raises.
 """
 
@@ -22,6 +28,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Protocol
 
 from cachetools import LRUCache
 from openfeature import api
@@ -43,16 +50,79 @@ CACHE_SIZE = 100_000  # shoppers whose assignment is remembered (~250 bytes each
 # under. Not PROVIDER_ERROR: flagd keeps its flags through an error (and would clear the
 # cache on every poll of an unreadable file).
 _FLAG_EVENTS = (ProviderEvent.PROVIDER_READY, ProviderEvent.PROVIDER_CONFIGURATION_CHANGED)
+_TROUBLE_EVENTS = (ProviderEvent.PROVIDER_STALE, ProviderEvent.PROVIDER_ERROR)
+
+
+class FlagSource(Protocol):
+    """Where an `OpenFeatureFlagClient`'s flags come from. `str()` names it in logs."""
+
+    read_on_demand: bool
+    """`experiment()` reads the definition on every call (cheap: a file's stat), rather
+    than only when the provider reports new flags."""
+
+    def available(self) -> bool:
+        """Whether the provider can start now; asked every `POLL_MS` until it can."""
+        ...
+
+    def provider(self) -> FlagdProvider:
+        """A provider on this source (the client starts and shuts it down)."""
+        ...
+
+    def read(self) -> str | None:
+        """The flag JSON in force if it changed since the last read; None when it did not,
+        or cannot be read (logged by the source when that is news)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class FlagFileSource:
+    """The flag file at `path`, polled every `poll_ms` by flagd's file watcher."""
+
+    read_on_demand = True
+
+    def __init__(self, path: Path, poll_ms: int = POLL_MS) -> None:
+        self.path = Path(path)
+        self._poll_ms = poll_ms
+        self._stamp: tuple[int, int, int] | None = None
+
+    def __str__(self) -> str:
+        return f"the flag file {self.path}"
+
+    def available(self) -> bool:
+        return self.path.exists()
+
+    def provider(self) -> FlagdProvider:
+        return FlagdProvider(
+            resolver_type=ResolverType.FILE,
+            offline_flag_source_path=str(self.path),
+            deadline_ms=self._poll_ms,
+        )
+
+    def read(self) -> str | None:
+        try:
+            st = os.stat(self.path)
+            stamp = (st.st_mtime_ns, st.st_ino, st.st_size)
+            if stamp == self._stamp:
+                return None
+            self._stamp = stamp
+            return self.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None  # missing or unreadable: flagd's watcher says so (once a minute)
+
+    def close(self) -> None:
+        pass
 
 
 class OpenFeatureFlagClient:
-    """`ports.flags.FlagClient` on the flag file at `path`, through an OpenFeature client
-    of a domain of its own. `assign` is cached per shopper (`cache_size`, 0: no cache)."""
+    """`ports.flags.FlagClient` on `source` (a path: the flag file there), through an
+    OpenFeature client of a domain of its own. `assign` is cached per shopper
+    (`cache_size`, 0: no cache)."""
 
-    def __init__(self, path: Path, *, poll_ms: int = POLL_MS, cache_size: int = CACHE_SIZE) -> None:
-        _quiet_repeated_provider_logs()
-        self._path = Path(path)
-        self._poll_ms = poll_ms
+    def __init__(self, source: FlagSource | Path, *, cache_size: int = CACHE_SIZE) -> None:
+        quiet_repeated_logs(logging.getLogger("openfeature.contrib"), traceback=False)
+        quiet_repeated_logs(log)
+        self._source = FlagFileSource(source) if isinstance(source, Path) else source
         # A domain of its own: two clients in one process (or the application's default
         # provider) never share flags.
         self._domain = f"shopper-flags-{uuid.uuid4().hex}"
@@ -64,18 +134,19 @@ class OpenFeatureFlagClient:
         self._cache_lock = threading.Lock()
         self._generation = 0  # bumped with every clear; a stale evaluation is not cached
         self._read_lock = threading.Lock()
-        self._stamp: tuple[int, int, int] | None = None
         self._current = DEFAULT_EXPERIMENT
+        self._troubled = False  # the provider reported trouble since it last loaded flags
         self._closed = threading.Event()
         self._close_lock = threading.Lock()
         for event in _FLAG_EVENTS:
             self._client.add_handler(event, self._on_flags_event)
-        self._refresh()
-        if self._path.exists():
+        for event in _TROUBLE_EVENTS:
+            self._client.add_handler(event, self._on_trouble)
+        if self._source.available():
             self._start_provider()
         else:
             threading.Thread(
-                target=self._wait_for_file, name="shopper-flag-file-wait", daemon=True
+                target=self._wait_for_source, name="shopper-flag-source-wait", daemon=True
             ).start()
 
     def assign(self, subject: str) -> Assignment:
@@ -93,21 +164,28 @@ class OpenFeatureFlagClient:
         return assignment
 
     def experiment(self) -> Experiment:
-        """The definition in the flag file (re-read when the file changes); the last one
-        that could be read while the file cannot be, `DEFAULT_EXPERIMENT` before any."""
-        self._refresh()
+        """The definition the source serves (a file re-read when it changes, a daemon's
+        fetched when the provider syncs new flags); the last one that could be read while
+        the source cannot be, `DEFAULT_EXPERIMENT` before any."""
+        if self._source.read_on_demand:
+            self._refresh()
         return self._current
 
     def close(self) -> None:
         with self._close_lock:  # idempotent; also called by a provider started meanwhile
-            if not self._closed.is_set():
+            first = not self._closed.is_set()
+            if first:
                 self._closed.set()
                 for event in _FLAG_EVENTS:
                     self._client.remove_handler(event, self._on_flags_event)
+                for event in _TROUBLE_EVENTS:
+                    self._client.remove_handler(event, self._on_trouble)
             provider, self._provider = self._provider, None
         if provider is not None:
-            # The SDK shuts the replaced provider (its file watcher) down.
+            # The SDK shuts the replaced provider (its watcher or sync stream) down.
             api.set_provider(NoOpProvider(), self._domain)
+        if first:
+            self._source.close()
 
     def _evaluate(self, subject: str) -> Assignment:
         champion = self._current.champion
@@ -125,8 +203,22 @@ class OpenFeatureFlagClient:
         return assignment_of(details.variant, details.value, champion)
 
     def _on_flags_event(self, details: EventDetails) -> None:
+        if self._provider is None:  # not started: `_start_provider` reads, and clears
+            return
+        if self._troubled:
+            self._troubled = False
+            log.info("flags from %s loaded again", self._source)
         self._refresh()
         self._clear_cache()
+
+    def _on_trouble(self, details: EventDetails) -> None:
+        self._troubled = True
+        log.warning(
+            "flags from %s unavailable (%s); the flags last loaded keep serving "
+            "(the champion before any)",
+            self._source,
+            details.message or "no reason given",
+        )
 
     def _clear_cache(self) -> None:
         with self._cache_lock:
@@ -135,68 +227,66 @@ class OpenFeatureFlagClient:
                 self._cache.clear()
 
     def _refresh(self) -> None:
-        with self._read_lock:
+        with self._read_lock:  # one read at a time: a slower, older one never lands last
+            text = self._source.read()
+            if text is None:
+                return  # unchanged or unreadable: the last definition read stays
             try:
-                st = os.stat(self._path)
-                stamp = (st.st_mtime_ns, st.st_ino, st.st_size)
-                if stamp == self._stamp:
-                    return
-                self._stamp = stamp
-                text = self._path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
-                return  # missing or unreadable: the last definition read stays
-            try:
-                self._current = parse_flag_text(text, f"the flag file {self._path}")
-            except ExperimentError as exc:  # once per version of the file
+                self._current = parse_flag_text(text, str(self._source))
+            except ExperimentError as exc:  # once per version
                 log.warning("%s; the last good definition stays in force", exc)
 
     def _start_provider(self) -> None:
-        provider = FlagdProvider(
-            resolver_type=ResolverType.FILE,
-            offline_flag_source_path=str(self._path),
-            deadline_ms=self._poll_ms,
-        )
+        provider = self._source.provider()
         try:
             api.set_provider_and_wait(provider, self._domain)
-        except Exception as exc:  # e.g. garbage in the file: its watcher keeps looking
-            log.warning("flag file %s not loaded yet (%s); the champion answers", self._path, exc)
+            loaded = True
+        except Exception:  # logged by `_on_trouble`; the provider keeps trying
+            loaded = False
         # Evaluated through the provider from here on; what was cached before is dropped
         # even if its READY handler already ran.
         self._provider = provider
+        if loaded:
+            self._refresh()
         self._clear_cache()
         if self._closed.is_set():  # closed while it started
             self.close()
 
-    def _wait_for_file(self) -> None:
-        while not self._closed.wait(self._poll_ms / 1000):
-            if self._path.exists():
+    def _wait_for_source(self) -> None:
+        while not self._closed.wait(POLL_MS / 1000):
+            if self._source.available():
                 self._start_provider()
                 return
 
 
 class _RepeatFilter(logging.Filter):
-    """Lets each message of flagd's file watcher through once a minute, without its
-    traceback: it reports an unreadable file on every poll, with the same words."""
+    """Lets each message through once a minute: flagd's file watcher reports an unreadable
+    file on every poll, and a daemon gone away is reported on every reconnect."""
 
-    def __init__(self, every_s: float = 60.0) -> None:
+    def __init__(self, every_s: float = 60.0, traceback: bool = True) -> None:
         super().__init__()
         self._every_s = every_s
+        self._traceback = traceback
         self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         now = time.monotonic()
-        if now - self._last.get(message, -self._every_s) < self._every_s:
-            return False
-        if len(self._last) > 1000:
-            self._last.clear()
-        self._last[message] = now
-        record.exc_info = None
-        record.exc_text = None
+        with self._lock:
+            if now - self._last.get(message, -self._every_s) < self._every_s:
+                return False
+            if len(self._last) > 1000:
+                self._last.clear()
+            self._last[message] = now
+        if not self._traceback:
+            record.exc_info = None
+            record.exc_text = None
         return True
 
 
-def _quiet_repeated_provider_logs() -> None:
-    logger = logging.getLogger("openfeature.contrib")
+def quiet_repeated_logs(logger: logging.Logger, *, traceback: bool = True) -> None:
+    """Each of `logger`'s messages at most once a minute (`traceback=False`: without its
+    traceback, for flagd's own, which repeat one per poll)."""
     if not any(isinstance(f, _RepeatFilter) for f in logger.filters):
-        logger.addFilter(_RepeatFilter())
+        logger.addFilter(_RepeatFilter(traceback=traceback))

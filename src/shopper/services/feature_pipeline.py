@@ -54,6 +54,7 @@ COALESCE_BATCHES = 100  # micro-batches handled (and pushed) together at most
 ARCHIVE_FLUSH_S = 5.0  # archived events reach Parquet files at least this often
 FEED_POLL_S = 0.05  # with feeds, how long the worker waits for a handed-over batch
 FEED_MAX_RECORDS = 5000  # records taken from one feed per round at most
+PUSHED_KEPT = 500_000  # entities whose last pushed row's event count is remembered
 
 
 @dataclass(slots=True)
@@ -108,6 +109,11 @@ class FeaturePipeline:
         self._start_lock = threading.Lock()
         self._last_flush = time.monotonic()
         self._unpushed: Touched = set()
+        self._pushed: dict[tuple[str, str], tuple[float, int]] = {}  # (kind, entity) -> kept
+        # Pushes begun and ended (odd: one under way). A reader that sees the same even
+        # number before its reads and after looking the rows' counts up read no row
+        # a push changed meanwhile: the counts are those of the rows it read.
+        self.pushes = 0
         self._open_feeds = open_feeds
         self._feed_rounds = 0  # rounds of the worker in which the feeds had nothing new
         self._ready = threading.Event()
@@ -281,7 +287,17 @@ class FeaturePipeline:
             return
         self._unpushed = touched
         store = self._connected()
-        store.push(rows)
+        kept = {e: self.engine.events_kept(*e) for e in touched}
+        self.pushes += 1  # odd while a push is under way (see `events_seen`)
+        try:
+            store.push(rows)
+            # What the store now holds, as of which events: read by the learned ranker
+            # for the rows it ranks by (the engine may be a batch ahead of the store).
+            if len(self._pushed) > PUSHED_KEPT:
+                self._pushed.clear()  # bounded: a lost count leaves a mismatch unexplained
+            self._pushed.update((e, k) for e, k in kept.items() if k is not None)
+        finally:
+            self.pushes += 1
         self._unpushed = set()
         self.stats.rows_pushed += len(rows)
         served = self._read_back(store, touched)
@@ -307,15 +323,13 @@ class FeaturePipeline:
         return served
 
     def events_seen(self, kind: str, entity: str, as_of: float) -> int | None:
-        """How many events this pipeline computed the entity's row at `as_of` from, if
-        that row is the one its engine holds now (else None: another writer's, or older).
-        Read from the processor's thread while the pipeline's works: a racing read only
-        loses the count."""
-        try:
-            kept = self.engine.events_kept(kind, entity)
-        except (IndexError, RuntimeError):
-            return None
-        return kept[1] if kept is not None and kept[0] == as_of else None
+        """How many events the entity's row at `as_of` that this pipeline last pushed was
+        computed from (None: another writer's row, or an older one). Read from the
+        processor's thread right after it reads the store (with `pushes` unchanged
+        around both): the count of the row pushed, not of the engine's state, which may
+        be a batch ahead."""
+        pushed = self._pushed.get((kind, entity))
+        return pushed[1] if pushed is not None and pushed[0] == as_of else None
 
     def _served(self, kind: str, row: FeatureRow) -> ServedRow:
         kept = self.engine.events_kept(kind, row.entity_id)

@@ -6,7 +6,7 @@ from the online feature store's rows, the vectors it ranked by logged for the sk
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -55,6 +55,8 @@ class LearnedFeatures:
     # Waits (at most the seconds given) until the events handed to the feature pipeline
     # have their rows online; False if it timed out.
     pushed: Callable[[float], bool] | None = None
+    # Pushes begun and ended by the pipeline (odd: one under way); see `FeaturePipeline`.
+    pushes: Callable[[], int] | None = None
     store: FeatureStore | None = None
 
     def connected(self) -> FeatureStore:
@@ -97,9 +99,15 @@ class LearnedRanking:
             self.stats.feature_waits_timed_out += 1
         try:
             store = self._features.connected()
+            pushes = self._features.pushes
+            before = pushes() if pushes is not None else 0
             users = store.read_users([s.subject for s in sessions])
             wanted = sorted({i for c in cands for i in c.item_ids})
             items = store.read_items(wanted)
+            seen = self._counts(sessions, users, items, cands)
+            # A push that overlapped the reads leaves unknown which rows' counts were
+            # read: this batch logs no vector (one whose inputs cannot be accounted for).
+            overlapped = pushes is not None and (before % 2 == 1 or pushes() != before)
             self.stats.feature_reads += 2
         except Exception:
             self.stats.feature_read_failures += 1
@@ -115,8 +123,35 @@ class LearnedRanking:
             for c, a, b in zip(cands, bounds[:-1], bounds[1:], strict=True)
         ]
         self.stats.learned_lists += len(ranked)
-        self._log_vectors(sessions, rows, cands, matrices, ranked, now)
+        if overlapped:
+            self.stats.vector_batches_skipped += 1
+        else:
+            self._log_vectors(sessions, rows, cands, matrices, ranked, now, seen)
         return ranked
+
+    def _counts(
+        self,
+        sessions: Sequence[SessionState],
+        users: Mapping[str, Mapping[str, FeatureRow]],
+        items: Mapping[str, FeatureRow],
+        cands: Sequence[Candidates],
+    ) -> EventsSeen | None:
+        """For the shoppers whose vectors are logged: how many events each row read was
+        computed from (see `FeaturePipeline.events_seen`), looked up now."""
+        events_seen = self._features.events_seen
+        if events_seen is None or self._features.log is None or self._log_sample <= 0:
+            return None
+        counts: dict[tuple[str, str, float], int | None] = {}
+        for session, c in zip(sessions, cands, strict=True):
+            if not sampled_entity(session.subject, self._log_sample):
+                continue
+            row = users.get(session.subject, {}).get(USER_PROFILE.name)
+            wanted = [(USER, row)] + [(ITEM, items.get(i)) for i in c.item_ids]
+            for kind, found in wanted:
+                if found is not None:
+                    key = (kind, found.entity_id, found.as_of)
+                    counts[key] = events_seen(*key)
+        return lambda kind, entity, as_of: counts.get((kind, entity, as_of))
 
     def _log_vectors(
         self,
@@ -126,6 +161,7 @@ class LearnedRanking:
         matrices: Sequence[Matrix],
         ranked: Sequence[Ranked],
         now: float,
+        seen: EventsSeen | None,
     ) -> None:
         """The `shopper_item` features of the top of each sampled shopper's list, with the
         times of the rows they were computed from, for `shopper features check-skew`."""
@@ -143,7 +179,7 @@ class LearnedRanking:
             for item in r.items[:VECTORS_LOGGED]:
                 read = m[row_of[item.item_id], pair_at:].tolist()
                 vector = served_vector(session.subject, item.item_id, read, store_rows, now,
-                                       features.events_seen)  # fmt: skip
+                                       seen)  # fmt: skip
                 logged.append(ServedRow(vector))
         if logged:
             try:

@@ -80,6 +80,7 @@ class RankingStats:
     feature_read_failures: int = 0  # batches served in the blends' order instead
     feature_waits_timed_out: int = 0  # batches ranked on rows a batch behind
     vectors_logged: int = 0
+    vector_batches_skipped: int = 0  # a push overlapped the reads: no vector logged
     variants: Counter[str] = field(default_factory=Counter)  # served lists per variant
     shadow_lists: int = 0  # written and logged, never served
 
@@ -109,6 +110,7 @@ def ranking_stats(all_stats: list[RankingStats]) -> dict[str, Any]:
             "feature_read_failures": sum(st.feature_read_failures for st in all_stats),
             "feature_waits_timed_out": sum(st.feature_waits_timed_out for st in all_stats),
             "vectors_logged": sum(st.vectors_logged for st in all_stats),
+            "vector_batches_skipped": sum(st.vector_batches_skipped for st in all_stats),
         },
     }
 
