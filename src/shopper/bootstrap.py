@@ -22,7 +22,7 @@ from shopper.adapters.memory_processor_state import InMemoryProcessorState
 from shopper.adapters.system_clock import SystemClock
 from shopper.api.app import create_app, create_ops_app
 from shopper.config import Config
-from shopper.domain.experiment_stats import GuardrailRule
+from shopper.domain.guardrail import GuardrailRule
 from shopper.errors import ConfigError
 from shopper.ports.cache import RecommendationCache
 from shopper.ports.clock import Clock

@@ -18,7 +18,7 @@ from shopper.adapters.system_clock import ManualClock
 from shopper.bootstrap import System, build_system
 from shopper.config import load_config
 from shopper.domain.experiment import BASELINE, PROMOTED, Experiment, Variant
-from shopper.domain.experiment_stats import GuardrailRule
+from shopper.domain.guardrail import GuardrailRule
 from shopper.services.guardrail import Guardrail
 from tests.unit.factories import drain, publish, wire
 

@@ -14,7 +14,6 @@ from shopper.domain.experiment_stats import (
     METRICS,
     PROPORTION_TEST,
     RATIO_TEST,
-    GuardrailRule,
     SessionOutcome,
     bootstrap_mean_interval,
     bootstrap_ratio_interval,
@@ -22,10 +21,10 @@ from shopper.domain.experiment_stats import (
     compare_proportions,
     compare_ratios,
     experiment_report,
-    guardrail_verdict,
     normal_cdf,
     wilson_interval,
 )
+from shopper.domain.guardrail import GuardrailRule, guardrail_verdict
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 

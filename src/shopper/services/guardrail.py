@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shopper.domain.experiment import with_share
-from shopper.domain.experiment_stats import GuardrailRule, guardrail_verdict
+from shopper.domain.guardrail import GuardrailRule, guardrail_verdict
 from shopper.ports.flags import FlagEditor
 
 log = logging.getLogger(__name__)
