@@ -23,6 +23,7 @@ import httpx
 from benchmarks import cache as cache_bench
 from benchmarks import learned as learned_bench
 from benchmarks import models as models_bench
+from benchmarks import page_load as page_load_bench
 from benchmarks import processor as processor_bench
 from shopper.bootstrap import build_system
 from shopper.config import load_config
@@ -38,6 +39,8 @@ def main() -> None:
     with _kafka() as kafka:
         results["cache_read_page"] = _direct_reads(redis_url)
         results["page_path_http"] = _http_reads(redis_url)
+        # The page path under load beside its floor (FastAPI + one async Redis GET).
+        results["page_load"] = page_load_bench.run(redis_url)
         results["redis_list_bytes"] = _list_bytes(redis_url)
         results["processor"] = processor_bench.run(kafka, redis_url)
         results.update(_feature_store())
