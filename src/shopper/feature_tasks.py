@@ -14,13 +14,13 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from shopper.bootstrap import (
+from shopper.config import Config
+from shopper.feature_wiring import (
     build_event_archive,
     build_feature_log,
     feast_settings,
     feature_store_opener,
 )
-from shopper.config import Config
 from shopper.services.feature_backfill import BackfillProgress, BackfillResult, backfill
 from shopper.services.skew import EventCounts, check_skew, online_sample
 

@@ -72,7 +72,7 @@ def training_data(
         return data.from_dataset(dataset)
     if events is not None:
         return data.from_files(events, catalog, users)
-    from shopper.bootstrap import build_event_archive
+    from shopper.feature_wiring import build_event_archive
 
     archived = list(build_event_archive(config).read())
     if not archived:

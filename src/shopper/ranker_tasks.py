@@ -76,7 +76,7 @@ def source_events(config: Config, source: FeatureSource) -> list[Event]:
 
 
 def _archived(config: Config) -> list[Event]:
-    from shopper.bootstrap import build_event_archive
+    from shopper.feature_wiring import build_event_archive
 
     archive = build_event_archive(config)
     archive.flush()
@@ -85,8 +85,8 @@ def _archived(config: Config) -> list[Event]:
 
 @contextmanager
 def _configured_store(config: Config) -> Iterator[FeatureStore]:
-    from shopper.bootstrap import feature_store_opener
     from shopper.feature_tasks import feature_config
+    from shopper.feature_wiring import feature_store_opener
 
     store = feature_store_opener(feature_config(config))()
     try:

@@ -9,9 +9,10 @@ from feast import RepoConfig
 
 from shopper.adapters.feast_repo import redis_connection_string
 from shopper.adapters.feast_repo import repo_config as feast_repo_config
-from shopper.bootstrap import build_system, feast_settings, feature_folder
+from shopper.bootstrap import build_system
 from shopper.config import Config, load_config
 from shopper.errors import ConfigError
+from shopper.feature_wiring import feast_settings, feature_folder
 
 
 def repo_config(config: Config) -> RepoConfig:
