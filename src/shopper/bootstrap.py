@@ -41,8 +41,8 @@ from shopper.services.processor import (
     Processor,
     ProcessorRunner,
     ProcessorSettings,
-    summarize_stats,
 )
+from shopper.services.processor_stats import summarize_stats
 from shopper.services.ranking import RankingSettings, RankingStage, ranking_stats
 from shopper.services.serving import RecommendationReader
 

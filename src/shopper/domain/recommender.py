@@ -198,25 +198,9 @@ def recommend(
     not know (trending items), each a share of the blend's whole weight. `lift`: factors
     (score times 1 + lift) for items whose offer improved (a price drop): only what the
     shopper would be shown anyway moves up."""
-    return score_candidates(model, profile, k, now, unavailable, blend, boost, lift)[0]
-
-
-def score_candidates(
-    model: RankingModel,
-    profile: Profile,
-    k: int,
-    now: float,
-    unavailable: Collection[str] = (),
-    blend: Blend | None = None,
-    boost: Mapping[str, float] | None = None,
-    lift: Mapping[str, float] | None = None,
-    names: Iterable[str] = (),
-) -> tuple[Ranked, dict[str, Vector], Vector]:
-    """`recommend`, with what it was ranked by: the component scores (the blend's, and
-    `names` besides) and the blended scores over the catalog, before boosts."""
-    scored = score_catalog(model, profile, now, blend, boost, lift, names)
+    scored = score_catalog(model, profile, now, blend, boost, lift)
     items = top_k(model, scored.scores, k, profile.hidden, unavailable)
-    return Ranked(items, scored.tier, scored.lead), scored.components, scored.blended
+    return Ranked(items, scored.tier, scored.lead)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,9 +6,8 @@ import json
 import logging
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from shopper.codec import decode_event
 from shopper.domain.attribution import fold_outcome
@@ -19,7 +18,6 @@ from shopper.domain.ranking import top_popular
 from shopper.domain.recommendation import DEFAULT_VARIANT, RecommendationList, Source
 from shopper.domain.segment import GLOBAL_SEGMENT, popularity_segments
 from shopper.domain.session import SessionState
-from shopper.domain.stats import percentile
 from shopper.errors import InvalidEvent, ShopperError
 from shopper.ports.cache import RecommendationCache
 from shopper.ports.clock import Clock
@@ -28,6 +26,7 @@ from shopper.ports.feature_store import FeatureSink
 from shopper.ports.processor_state import ProcessorState, StateChanges
 from shopper.services.metrics import Lag, Metrics
 from shopper.services.priority import lower_this_thread
+from shopper.services.processor_stats import ProcessorStats
 from shopper.services.ranking import RankingSettings, RankingStage
 
 log = logging.getLogger(__name__)
@@ -53,37 +52,6 @@ class ProcessorSettings:
     # Where item events are republished keyed by item id (for the item features of a
     # feature store shared by several replicas); None: not republished.
     item_events_topic: str | None = None
-
-
-@dataclass(slots=True)
-class ProcessorStats:
-    records: int = 0
-    applied: int = 0
-    duplicates: int = 0
-    dead_letters: int = 0
-    lists_written: int = 0
-    impressions: int = 0  # of the events applied: lists served (attribution only)
-    freshness_ms: deque[float] = field(default_factory=lambda: deque(maxlen=200_000))
-
-
-def summarize_stats(all_stats: list[ProcessorStats]) -> dict[str, Any]:
-    """Counters summed over processors, freshness percentiles over their recent lists."""
-    freshness = [ms for st in all_stats for ms in st.freshness_ms]
-    out: dict[str, Any] = {
-        name: sum(getattr(st, name) for st in all_stats)
-        for name in (
-            "records",
-            "applied",
-            "duplicates",
-            "dead_letters",
-            "lists_written",
-            "impressions",
-        )
-    }
-    out["processors"] = len(all_stats)
-    out["freshness_p50_ms"] = round(percentile(freshness, 50), 2)
-    out["freshness_p99_ms"] = round(percentile(freshness, 99), 2)
-    return out
 
 
 @dataclass(slots=True)
