@@ -19,11 +19,12 @@ from shopper.adapters.memory_event_log import InMemoryEventLog
 from shopper.adapters.memory_processor_state import InMemoryProcessorState
 from shopper.adapters.system_clock import SystemClock
 from shopper.api.app import create_app, create_ops_app
+from shopper.api.page_route import PageRoute
 from shopper.config import Config
 from shopper.domain.guardrail import GuardrailRule
 from shopper.errors import ConfigError
 from shopper.feature_wiring import build_feature_pipeline
-from shopper.ports.cache import RecommendationCache
+from shopper.ports.cache import PageCache, RecommendationCache
 from shopper.ports.clock import Clock
 from shopper.ports.event_log import EventLog
 from shopper.ports.flags import FlagClient
@@ -74,7 +75,7 @@ class System:
         )
         self.metrics.watch(probes)
 
-    def app(self) -> FastAPI:
+    def app(self) -> PageRoute:
         self.metrics.start()  # samples gauges on a thread with several processes only
         pages = PageLog(window_s=self.config.dashboard_sample_s)
         # The dashboard's history of this API process: sampled on a thread until close().
@@ -246,13 +247,13 @@ def build_system(
     replicated = shared_log is not None or _scheme(config.stream_url) != "memory"
     event_log = shared_log or _event_log(config)
     closers: list[Callable[[], None]] = []
-    cache, state = _cache_and_state(config, clock, closers)
+    cache, state, pages = _cache_and_state(config, clock, closers)
     ingest = EventIngest(
         event_log, cache, config.events_topic, config.catalog_topic, config.max_batch
     )
     flags = flags or flag_client(config)
     closers.append(flags.close)
-    reader = RecommendationReader(cache, clock, flags)
+    reader = RecommendationReader(cache, clock, flags, pages)
     features = build_feature_pipeline(config, event_log if replicated else None)
     return System(
         config,
@@ -309,16 +310,19 @@ def _event_log(config: Config) -> EventLog:
 
 def _cache_and_state(
     config: Config, clock: Clock, closers: list[Callable[[], None]]
-) -> tuple[RecommendationCache, ProcessorState]:
+) -> tuple[RecommendationCache, ProcessorState, PageCache | None]:
+    """The cache, the processor's state, and the page path's awaited read of the cache
+    (None: the cache itself, read directly)."""
     scheme = _scheme(config.cache_url)
     if scheme == "memory":
         cache = InMemoryRecommendationCache(clock, config.fresh_ttl_s, config.lkg_ttl_s)
-        return cache, InMemoryProcessorState(config.popularity_half_life_s)
+        return cache, InMemoryProcessorState(config.popularity_half_life_s), None
     if scheme in ("redis", "rediss"):
         from shopper.errors import MissingExtra
 
         try:
             from shopper.adapters.redis_cache import RedisRecommendationCache, redis_from_url
+            from shopper.adapters.redis_page_cache import RedisPageCache
             from shopper.adapters.redis_processor_state import RedisProcessorState
         except ModuleNotFoundError as exc:
             if (exc.name or "").partition(".")[0] != "redis":
@@ -339,7 +343,9 @@ def _cache_and_state(
             co_occurrence_cap=config.co_occurrence_cap,
         )
         closers.append(client.close)
-        return redis_cache, redis_state
+        # Connects on the first page read, on the API's event loop: none in a processor.
+        pages = RedisPageCache(config.cache_url, prefix, config.page_near_cache_max_age_s)
+        return redis_cache, redis_state, pages
     raise ConfigError(
         f"unknown cache URL scheme {scheme!r} in {config.cache_url!r}; "
         "use memory:// or redis://host:port/db"

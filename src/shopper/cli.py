@@ -253,6 +253,7 @@ def features_check_skew(
 # The model and experiment commands register themselves on `app` when imported.
 import shopper.cli_experiment  # noqa: E402
 import shopper.cli_models  # noqa: E402, F401
+from shopper import cli_rehearse  # noqa: E402, F401
 
 
 def main() -> None:

@@ -55,6 +55,12 @@ class Config(BaseModel):
     )
     fresh_ttl_s: float = Field(900.0, gt=0, description="a list older than this is stale")
     lkg_ttl_s: float = Field(7 * 86400.0, gt=0, description="how long last-known-good lasts")
+    page_near_cache_max_age_s: float = Field(
+        1.0,
+        gt=0,
+        description="the API's copy of the sold-out set and popular lists (Redis) is "
+        "used while it is at most this old; else a page checks stock in Redis",
+    )
     popularity_half_life_s: float = Field(3600.0, gt=0)
     microbatch_max_events: int = Field(500, ge=1)
     state_transaction_events: int = Field(

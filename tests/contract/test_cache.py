@@ -6,17 +6,20 @@ expiry, so its TTL tests wait about a second.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Container, Coroutine, Iterator, Sequence
+from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import redis
 
 from shopper.adapters.memory_cache import InMemoryRecommendationCache
 from shopper.adapters.redis_cache import RedisRecommendationCache, redis_from_url
+from shopper.adapters.redis_page_cache import RedisPageCache
 from shopper.adapters.system_clock import ManualClock, SystemClock
 from shopper.domain.event import StockChange
 from shopper.domain.recommendation import (
@@ -28,6 +31,7 @@ from shopper.domain.recommendation import (
 )
 from shopper.ports.cache import ListKey, RecommendationCache
 
+T = TypeVar("T")
 FRESH_TTL = 0.5
 LKG_TTL = 1.2
 ALICE = ListKey("u:alice", "champion")
@@ -47,17 +51,86 @@ class Harness:
     wait: Callable[[float], None]  # let this much time pass for the cache
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("redis-page-path", marks=pytest.mark.redis),
+    ]
+)
 def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     if request.param == "memory":
         clock = ManualClock()
         yield Harness(partial(InMemoryRecommendationCache, clock), clock.advance)
         return
-    client = redis_from_url(request.getfixturevalue("redis_url"))
+    url = request.getfixturevalue("redis_url")
+    client = redis_from_url(url)
+    made: list[PagePath] = []
+
+    def page_path(fresh_ttl_s: float, lkg_ttl_s: float) -> PagePath:
+        made.append(
+            PagePath(RedisRecommendationCache(client, SystemClock(), fresh_ttl_s, lkg_ttl_s), url)
+        )
+        return made[-1]
+
     try:
-        yield Harness(partial(RedisRecommendationCache, client, SystemClock()), time.sleep)
+        if request.param == "redis":
+            yield Harness(partial(RedisRecommendationCache, client, SystemClock()), time.sleep)
+        else:
+            yield Harness(page_path, time.sleep)
     finally:
+        for path in made:
+            path.close()
         client.close()
+
+
+class PagePath:
+    """The Redis cache with its reads done as the API does them: awaited through the page
+    path's near-cached reader (after it caught up with the writes), the sold-out answer
+    narrowed to the items read, as the synchronous read answers it."""
+
+    def __init__(self, writer: RedisRecommendationCache, url: str) -> None:
+        self.writer = writer
+        self.pages = RedisPageCache(url, prefix="shopper:")
+        # A running loop of its own, as the API's: the follower keeps up between reads.
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def __getattr__(self, name: str) -> Any:  # the writes, list_age, sold_out_among
+        return getattr(self.writer, name)
+
+    def read_page(
+        self, key: ListKey | None, segments: Sequence[str], context_item: str | None = None
+    ) -> PageRead:
+        page = self._run(self._read(key, segments, context_item))
+        lists = (page.fresh, page.last_known_good, *page.popular, page.similar)
+        read = {i for r in lists if r is not None for i in r.item_ids()}
+        return replace(page, sold_out=frozenset(i for i in read if i in page.sold_out))
+
+    def read_similar(self, item_id: str) -> tuple[RecommendationList | None, frozenset[str]]:
+        ranked, sold_out = self._run(self._similar(item_id))
+        ids = ranked.item_ids() if ranked is not None else []
+        return ranked, frozenset(i for i in ids if i in sold_out)
+
+    async def _read(
+        self, key: ListKey | None, segments: Sequence[str], context_item: str | None
+    ) -> PageRead:
+        await self.pages.wait_current()
+        return await self.pages.read_page(key, segments, context_item)
+
+    async def _similar(self, item_id: str) -> tuple[RecommendationList | None, Container[str]]:
+        await self.pages.wait_current()
+        return await self.pages.read_similar(item_id)
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
+
+    def close(self) -> None:
+        self._run(self.pages.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
 
 
 @pytest.fixture
@@ -327,6 +400,8 @@ def test_redis_prefixes_keep_caches_apart(redis_client: redis.Redis) -> None:
         b"one:fresh:champion:u:alice",
         b"one:sold_out",
         b"one:stock_ts",
+        b"one:changes",  # the stock flip, for the API processes' near caches
+        b"one:changes_seq",
     }
     assert list(redis_client.scan_iter(match="two:*")) == []
 

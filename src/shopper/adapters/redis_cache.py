@@ -8,7 +8,7 @@ the fresh TTL says whether that same list still counts as fresh. Both expire in 
 from __future__ import annotations
 
 import struct
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Container, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -81,23 +81,43 @@ return out
 """
 
 
-# KEYS[1]: sold-out set, KEYS[2]: hash item -> ts of the change applied; ARGV: triples of
-# item, ts, in stock ('1'/'0'). A change older than the applied one is ignored.
+# KEYS[1]: sold-out set, KEYS[2]: hash item -> ts of the change applied, KEYS[3]: the
+# change stream, KEYS[4]: its sequence counter; ARGV: the stream's approximate length bound,
+# then triples of item, ts, in stock ('1'/'0'). A change older than the applied one is
+# ignored; one that flips the item's state is appended to the change stream (numbered, so a
+# reader sees a gap) for the API processes' near caches.
 _SET_STOCK_LUA = """
-for i = 1, #ARGV, 3 do
+for i = 2, #ARGV, 3 do
   local item, ts = ARGV[i], tonumber(ARGV[i + 1])
   local applied = redis.call('HGET', KEYS[2], item)
   if not applied or tonumber(applied) <= ts then
     redis.call('HSET', KEYS[2], item, ARGV[i + 1])
+    local flipped
     if ARGV[i + 2] == '1' then
-      redis.call('SREM', KEYS[1], item)
+      flipped = redis.call('SREM', KEYS[1], item)
     else
-      redis.call('SADD', KEYS[1], item)
+      flipped = redis.call('SADD', KEYS[1], item)
+    end
+    if flipped == 1 then
+      local n = redis.call('INCR', KEYS[4])
+      redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[1], '*', 'n', n, 'i', item, 's', ARGV[i + 2])
     end
   end
 end
 return 0
 """
+
+# KEYS[1]: a popular list, KEYS[2]: the change stream, KEYS[3]: its sequence counter; ARGV:
+# the list, the stream's length bound, the segment.
+_WRITE_POPULAR_LUA = """
+redis.call('SET', KEYS[1], ARGV[1])
+local n = redis.call('INCR', KEYS[3])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'n', n, 'p', ARGV[3])
+return n
+"""
+
+# The change stream keeps about this many entries: a near cache further behind reloads.
+CHANGES_MAX_LEN = 100_000
 
 
 def redis_from_url(url: str) -> redis.Redis:
@@ -138,7 +158,11 @@ def encode_list(ranked: RecommendationList, written_at: float) -> bytes:
     return b"".join((header, variant, list_id, scores, ids, made_by))
 
 
-def decode_list(blob: bytes) -> RecommendationList:
+def decode_list(
+    blob: bytes, visible: int | None = None, hidden: Container[str] = ()
+) -> RecommendationList:
+    """The stored list; with `visible`, cut after its first `visible` items not in
+    `hidden` (the page needs no more, and decoding is the read's main cost)."""
     version, source, _, generated_at, n, vlen, llen = _HEADER.unpack_from(blob)
     if version != FORMAT_VERSION:
         raise ValueError(f"unknown list format version {version}")
@@ -150,6 +174,7 @@ def decode_list(blob: bytes) -> RecommendationList:
     scores = struct.unpack_from(f"<{n}f", blob, pos)
     pos += 4 * n
     items = []
+    wanted = n if visible is None else visible
     for score in scores:
         length = blob[pos]
         if length < 128:
@@ -157,11 +182,46 @@ def decode_list(blob: bytes) -> RecommendationList:
         else:
             length = (length - 128) + 128 * blob[pos + 1]
             pos += 2
-        items.append(ScoredItem(blob[pos : pos + length].decode(), score))
+        item_id = blob[pos : pos + length].decode()
+        items.append(ScoredItem(item_id, score))
         pos += length
+        if item_id not in hidden:
+            wanted -= 1
+            if wanted == 0:
+                break
+    if len(items) < n:  # cut short: who made it trails the last item
+        pos = _made_by_at(blob, pos, n - len(items))
     tier, _, model = blob[pos:].decode().partition("\x00")
     return RecommendationList(
         tuple(items), variant, _SOURCES[source], generated_at, list_id, tier, model
+    )
+
+
+def _made_by_at(blob: bytes, pos: int, skip: int) -> int:
+    """Where the trailer starts, `skip` length-prefixed ids after `pos`."""
+    for _ in range(skip):
+        length = blob[pos]
+        if length < 128:
+            pos += 1 + length
+        else:
+            pos += 2 + (length - 128) + 128 * blob[pos + 1]
+    return pos
+
+
+def page_from_reply(
+    reply: list[Any], segments: Sequence[str], context_item: str | None
+) -> PageRead:
+    """The page script's reply as a PageRead."""
+    fresh_marker, stored, *lists, sold = reply
+    # A missing list comes back as None in its place (Lua's false).
+    similar = lists.pop() if context_item and len(lists) > len(segments) else None
+    lkg = decode_list(stored) if stored is not None else None
+    return PageRead(
+        fresh=lkg if fresh_marker else None,
+        last_known_good=lkg,
+        popular=tuple(decode_list(b) for b in lists if b is not None),
+        sold_out=frozenset(i.decode() for i in sold),
+        similar=decode_list(similar) if similar is not None else None,
     )
 
 
@@ -205,9 +265,10 @@ class RedisRecommendationCache:
         self._list_ms = _ms(max(fresh_ttl_s, lkg_ttl_s))
         self._prefix = prefix
         self._sold_out_key = f"{prefix}sold_out"
-        self._stock_ts_key = f"{prefix}stock_ts"
+        self._keys = CacheKeys(prefix)
         self._read_page = client.register_script(_READ_PAGE_LUA)
         self._set_stock = client.register_script(_SET_STOCK_LUA)
+        self._write_popular = client.register_script(_WRITE_POPULAR_LUA)
         self._similar_ms = _ms(lkg_ttl_s)
 
     def write_lists(self, lists: Sequence[tuple[ListKey, RecommendationList]]) -> None:
@@ -221,15 +282,22 @@ class RedisRecommendationCache:
         pipe.execute()
 
     def write_popular(self, segment: str, ranked: RecommendationList) -> None:
-        self._client.set(self._popular_key(segment), encode_list(ranked, self._clock.now()))
+        keys = self._keys
+        self._write_popular(
+            keys=[keys.popular(segment), keys.changes, keys.changes_seq],
+            args=[encode_list(ranked, self._clock.now()), CHANGES_MAX_LEN, segment],
+        )
 
     def set_stock(self, changes: Sequence[StockChange]) -> None:
         if not changes:
             return
-        args: list[str] = []
+        args: list[str | int] = [CHANGES_MAX_LEN]
         for change in changes:
             args += [change.item_id, repr(change.ts), "1" if change.in_stock else "0"]
-        self._set_stock(keys=[self._sold_out_key, self._stock_ts_key], args=args)
+        keys = self._keys
+        self._set_stock(
+            keys=[keys.sold_out, keys.stock_ts, keys.changes, keys.changes_seq], args=args
+        )
 
     def sold_out_among(self, item_ids: Collection[str]) -> set[str]:
         wanted = list(dict.fromkeys(item_ids))
@@ -253,17 +321,7 @@ class RedisRecommendationCache:
         reply: list[Any] = self._read_page(
             keys=keys, args=["1" if key is not None else "0", _SOLD_OUT_CHUNK]
         )
-        fresh_marker, stored, *lists, sold = reply
-        # A missing list comes back as None in its place (Lua's false).
-        similar = lists.pop() if context_item and len(lists) > len(segments) else None
-        lkg = decode_list(stored) if stored is not None else None
-        return PageRead(
-            fresh=lkg if fresh_marker else None,
-            last_known_good=lkg,
-            popular=tuple(decode_list(b) for b in lists if b is not None),
-            sold_out=frozenset(i.decode() for i in sold),
-            similar=decode_list(similar) if similar is not None else None,
-        )
+        return page_from_reply(reply, segments, context_item)
 
     def write_similar(self, lists: Sequence[tuple[str, RecommendationList]]) -> None:
         if not lists:
@@ -305,16 +363,40 @@ class RedisRecommendationCache:
         return ListFootprint(int(size), int(usage), int(marker or 0))
 
     def _list_key(self, key: ListKey) -> str:
-        return f"{self._prefix}list:{key.variant}:{key.subject}"
+        return self._keys.list(key)
 
     def _fresh_key(self, key: ListKey) -> str:
-        return f"{self._prefix}fresh:{key.variant}:{key.subject}"
+        return self._keys.fresh(key)
 
     def _popular_key(self, segment: str) -> str:
-        return f"{self._prefix}popular:{segment}"
+        return self._keys.popular(segment)
 
     def _similar_key(self, item_id: str) -> str:
-        return f"{self._prefix}similar:{item_id}"
+        return self._keys.similar(item_id)
+
+
+class CacheKeys:
+    """The Redis key names under one prefix (docs/redis-keys.md), shared by the writer and
+    the page path's reader."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.sold_out = f"{prefix}sold_out"
+        self.stock_ts = f"{prefix}stock_ts"
+        self.changes = f"{prefix}changes"  # stream: stock flips and popular list writes
+        self.changes_seq = f"{prefix}changes_seq"  # numbers the stream's entries
+
+    def list(self, key: ListKey) -> str:
+        return f"{self.prefix}list:{key.variant}:{key.subject}"
+
+    def fresh(self, key: ListKey) -> str:
+        return f"{self.prefix}fresh:{key.variant}:{key.subject}"
+
+    def popular(self, segment: str) -> str:
+        return f"{self.prefix}popular:{segment}"
+
+    def similar(self, item_id: str) -> str:
+        return f"{self.prefix}similar:{item_id}"
 
 
 def _ms(seconds: float) -> int:

@@ -4,13 +4,15 @@ No `from __future__ import annotations` here: FastAPI reads the route signatures
 time, and the `k` bound refers to a local of `create_app`.
 """
 
+import contextlib
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
@@ -19,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shopper import __version__
 from shopper.api.dashboard import PageTimer, add_dashboard
 from shopper.api.docs import add_offline_docs
+from shopper.api.page_route import PageRoute, page_function
 from shopper.api.schemas import (
     ErrorOut,
     HealthOut,
@@ -47,9 +50,17 @@ def create_app(
     pages: PageLog | None = None,
     impressions: bool = True,
     metrics: Metrics | None = None,
-) -> FastAPI:
+) -> PageRoute:
+    """The API: FastAPI (`.app`) behind the page route's fast path."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await reader.close()  # the page path's connections, on the loop that made them
+
     app = FastAPI(
         title="shopper",
+        lifespan=lifespan,
         docs_url=None,  # served offline by add_offline_docs
         redoc_url=None,
         version=__version__,
@@ -99,9 +110,10 @@ def create_app(
         events = [_upsert_event(item) for item in items]
         return _ingest_response(ingest, events)
 
+    page = page_function(reader.recommend_async, ingest.record_impression if impressions else None)
+
     @app.get("/v1/recommendations", response_model=RecommendationsOut)
-    # async: the read is one in-memory lookup or one Redis round trip, well under a
-    # millisecond; running it on the event loop saves a worker-thread hop per page.
+    # async: the read is one in-memory lookup or one awaited Redis round trip.
     async def get_recommendations(
         user_id: str | None = None,
         session_id: str | None = None,
@@ -114,12 +126,11 @@ def create_app(
     ) -> Any:
         """The shopper's precomputed list, filtered against live stock at read time.
         `source` tells `personalized`, `last_known_good` or `popular`."""
-        size = k or default_k
-        request = PageRequest(user_id, session_id, size, context_item, country, device)
-        served = reader.recommend(request)
-        if impressions:
-            ingest.record_impression(user_id, session_id, served)
-        return JSONResponse(recommendations_body(served, size))
+        # Well-formed requests are answered by PageRoute before reaching here, with the
+        # same page function: this route documents the API and validates the rest.
+        request = PageRequest(user_id, session_id, k or default_k, context_item, country, device)
+        body, _ = await page(request)
+        return Response(body, media_type="application/json")
 
     @app.get(
         "/v1/items/{item_id:path}/similar",
@@ -134,7 +145,8 @@ def create_app(
         a list precomputed from the served model, filtered against live stock at read
         time. `source` is `similar`."""
         size = k or default_k
-        return JSONResponse(recommendations_body(reader.similar(item_id, size), size))
+        body = recommendations_body(await reader.similar_async(item_id, size), size)
+        return Response(orjson.dumps(body), media_type="application/json")
 
     @app.get("/v1/experiments")
     def get_experiments(
@@ -155,7 +167,8 @@ def create_app(
     if pages is not None or metrics is not None:  # inside ServerTiming: added first
         app.add_middleware(PageTimer, pages=pages, metrics=metrics)
     app.add_middleware(ServerTiming)
-    return app
+    # In front of the framework: the page read skips it (api/page_route.py).
+    return PageRoute(app, page, default_k, max_k, pages, metrics)
 
 
 class ServerTiming:

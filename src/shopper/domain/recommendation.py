@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Container, Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -40,8 +40,28 @@ class RecommendationList:
     def item_ids(self) -> list[str]:
         return [s.item_id for s in self.items]
 
-    def without(self, excluded: Collection[str]) -> RecommendationList:
-        return replace(self, items=tuple(s for s in self.items if s.item_id not in excluded))
+    def without(self, excluded: Container[str]) -> RecommendationList:
+        if not excluded:
+            return self
+        return self.with_items(tuple(s for s in self.items if s.item_id not in excluded))
+
+    # The page path's copies: a constructor call, several times cheaper than `replace`.
+    def with_items(self, items: tuple[ScoredItem, ...]) -> RecommendationList:
+        return RecommendationList(
+            items, self.variant, self.source, self.generated_at, self.list_id, self.tier, self.model
+        )
+
+    def served_as(self, source: Source, variant: str | None = None) -> RecommendationList:
+        """This list as served from `source` (for `variant`)."""
+        return RecommendationList(
+            self.items,
+            self.variant if variant is None else variant,
+            source,
+            self.generated_at,
+            self.list_id,
+            self.tier,
+            self.model,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +71,8 @@ class PageRead:
     fresh: RecommendationList | None
     last_known_good: RecommendationList | None
     popular: tuple[RecommendationList, ...]
-    sold_out: frozenset[str]
+    # Which of the items read are sold out (a set that may hold other items too).
+    sold_out: Collection[str]
     similar: RecommendationList | None = None  # of the item on the page, if one was asked
     # The champion's fresh (else last-known-good) list, read when the shopper's assigned
     # variant has no list of its own.
@@ -65,25 +86,41 @@ def choose_list(page: PageRead, k: int, exclude: Iterable[str] = ()) -> Recommen
     Sold-out and excluded items are dropped at read time, so a stale list never shows an
     item that sold out after it was written. A short list is topped up from popularity.
     """
-    hidden = set(page.sold_out) | set(exclude)
+    excluded = frozenset(exclude)
+    hidden: Container[str] = Hidden(page.sold_out, excluded) if excluded else page.sold_out
     chosen: RecommendationList | None = None
     if page.fresh is not None:
         chosen = page.fresh.without(hidden)
     elif page.last_known_good is not None:
-        chosen = replace(page.last_known_good.without(hidden), source=Source.LAST_KNOWN_GOOD)
+        chosen = page.last_known_good.without(hidden).served_as(Source.LAST_KNOWN_GOOD)
     elif page.stand_in is not None:
-        chosen = replace(page.stand_in.without(hidden), source=Source.CHAMPION)
+        chosen = page.stand_in.without(hidden).served_as(Source.CHAMPION)
     similar = page.similar.without(hidden) if page.similar is not None else None
     if similar is not None and similar.items:
         # The item on the page drives the list for that page: blended into the shopper's
         # own list, or, for a shopper with none yet, the list itself.
         chosen = similar if chosen is None or not chosen.items else with_context(chosen, similar)
+    if chosen is not None and len(chosen.items) >= k:
+        return chosen.with_items(chosen.items[:k])  # no top-up: popularity unread
     fallbacks = [p.without(hidden) for p in page.popular]
     if chosen is None or not chosen.items:
         chosen = next((p for p in fallbacks if p.items), fallbacks[0] if fallbacks else None)
         if chosen is None:
             return None
     return _top_up(chosen, fallbacks, k)
+
+
+class Hidden:
+    """Items not to show: sold out or excluded, without copying the (large) sold-out set."""
+
+    __slots__ = ("excluded", "sold_out")
+
+    def __init__(self, sold_out: Container[str], excluded: Container[str]) -> None:
+        self.sold_out = sold_out
+        self.excluded = excluded
+
+    def __contains__(self, item: object) -> bool:
+        return item in self.excluded or item in self.sold_out
 
 
 CONTEXT_WEIGHT = 0.5  # share of a page's list that the item on the page decides

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Container, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -54,3 +54,26 @@ class RecommendationCache(Protocol):
     def list_age(self, key: ListKey) -> float | None:
         """Seconds since the fresh list for `key` was written, or None if there is none."""
         ...
+
+
+class PageCache(Protocol):
+    """The page path's read of the cache, awaited on the API's event loop: what
+    `RecommendationCache.read_page` and `read_similar` answer, without blocking the loop."""
+
+    async def read_page(
+        self,
+        key: ListKey | None,
+        segments: Sequence[str],
+        context_item: str | None = None,
+        visible: int | None = None,
+    ) -> PageRead:
+        """As `RecommendationCache.read_page`. With `visible`, the shopper's list may be
+        cut after its first `visible` items that are not sold out (all a page of that many
+        shows); `sold_out` need only answer `in` for the items read."""
+        ...
+
+    async def read_similar(self, item_id: str) -> tuple[RecommendationList | None, Container[str]]:
+        """As `RecommendationCache.read_similar`."""
+        ...
+
+    async def close(self) -> None: ...

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import uuid
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from shopper.codec import EventIn, encode_event, parse_event
 from shopper.domain.event import CATALOG_TYPES, stock_change_of, subject_key
@@ -100,18 +101,16 @@ class EventIngest:
         subject = subject_key(user_id, session_id)
         if not subject:
             return  # nobody to attribute it to
-        now = datetime.now(UTC)
         event = {
-            "event_id": f"imp:{uuid.uuid4().hex}",
+            "event_id": f"imp:{os.urandom(16).hex()}",
             "type": "impression",
-            "ts": now.isoformat(),
+            "ts": datetime.now(UTC).isoformat(),
             "user_id": user_id,
             "session_id": session_id,
             "list_id": served.list_id or None,
             "variant": served.variant or None,
         }
-        present = {k: v for k, v in event.items() if v is not None}
-        body = json.dumps(present, separators=(",", ":")).encode()
+        body = orjson.dumps({k: v for k, v in event.items() if v is not None})
         try:
             self._log.publish(self._events_topic, subject, body, droppable=True)
         except Exception:  # a full spool or a broken stream: the page answers regardless

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, replace
 
 from shopper.domain.event import subject_key
 from shopper.domain.recommendation import (
     DEFAULT_VARIANT,
+    PageRead,
     RecommendationList,
     Source,
     choose_list,
 )
 from shopper.domain.segment import popularity_segments
-from shopper.ports.cache import ListKey, RecommendationCache
+from shopper.ports.cache import ListKey, PageCache, RecommendationCache
 from shopper.ports.clock import Clock
 from shopper.ports.flags import FlagClient
 
@@ -32,39 +34,106 @@ class PageRequest:
     device: str | None = None
 
 
+class DirectPageCache:
+    """PageCache over a RecommendationCache whose reads never wait (the in-memory one):
+    the page path calls it directly on the event loop."""
+
+    def __init__(self, cache: RecommendationCache) -> None:
+        self._cache = cache
+
+    async def read_page(
+        self,
+        key: ListKey | None,
+        segments: Sequence[str],
+        context_item: str | None = None,
+        visible: int | None = None,
+    ) -> PageRead:
+        return self._cache.read_page(key, segments, context_item)
+
+    async def read_similar(self, item_id: str) -> tuple[RecommendationList | None, Container[str]]:
+        return self._cache.read_similar(item_id)
+
+    async def close(self) -> None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What a page request reads: the shopper's list of their variant, and whose stands in."""
+
+    key: ListKey | None
+    segments: list[str]
+    variant: str
+    champion: str
+
+    def stand_in_key(self, page: PageRead) -> ListKey | None:
+        """The champion's list to read when the variant has none for this shopper (a ramp,
+        a new shopper): a second round trip, for this case only."""
+        if self.key is None or self.variant == self.champion or page.last_known_good is not None:
+            return None
+        return ListKey(self.key.subject, self.champion)
+
+
 class RecommendationReader:
+    """The page read, with the same steps whether the cache is read synchronously (the demo,
+    tools) or awaited on the API's event loop (`pages`, by default the cache itself)."""
+
     def __init__(
-        self, cache: RecommendationCache, clock: Clock, flags: FlagClient | None = None
+        self,
+        cache: RecommendationCache,
+        clock: Clock,
+        flags: FlagClient | None = None,
+        pages: PageCache | None = None,
     ) -> None:
         self._cache = cache
         self._clock = clock
         self._flags = flags
+        self._pages = pages or DirectPageCache(cache)
         self._last_outage_log = 0.0
 
     def recommend(self, request: PageRequest) -> RecommendationList:
         """Always answers: an unknown shopper on an empty system gets an empty popular list.
         The list is the shopper's assigned variant's (the champion's standing in while it
         has none) and says that variant, whichever list served them."""
+        plan = self._plan(request)
+        try:
+            page = self._cache.read_page(plan.key, plan.segments, request.context_item)
+            if (champion := plan.stand_in_key(page)) is not None:
+                page = _with_stand_in(page, self._cache.read_page(champion, [], None))
+        except Exception:  # never an error on the page: an empty list is an answer
+            return self._outage(plan.variant)
+        return self._choose(page, request, plan.variant)
+
+    async def recommend_async(self, request: PageRequest) -> RecommendationList:
+        """`recommend`, awaiting the cache without holding the event loop."""
+        plan = self._plan(request)
+        try:
+            page = await self._pages.read_page(
+                plan.key, plan.segments, request.context_item, visible=request.k
+            )
+            if (champion := plan.stand_in_key(page)) is not None:
+                theirs = await self._pages.read_page(champion, [], None, visible=request.k)
+                page = _with_stand_in(page, theirs)
+        except Exception:  # never an error on the page: an empty list is an answer
+            return self._outage(plan.variant)
+        return self._choose(page, request, plan.variant)
+
+    def _plan(self, request: PageRequest) -> _Plan:
         subject = subject_key(request.user_id, request.session_id)
         variant, champion = self._variant_of(subject)
         key = ListKey(subject, variant) if subject else None
-        segments = popularity_segments(request.country, request.device)
-        try:
-            page = self._cache.read_page(key, segments, request.context_item)
-            if subject and variant != champion and page.last_known_good is None:
-                # The variant's list is not written yet (a ramp, a new shopper): the
-                # champion's stands in. A second round trip, for this case only.
-                theirs = self._cache.read_page(ListKey(subject, champion), [], None)
-                page = replace(page, stand_in=theirs.fresh or theirs.last_known_good)
-                page = replace(page, sold_out=page.sold_out | theirs.sold_out)
-        except Exception:  # never an error on the page: an empty list is an answer
-            self._log_outage()
-            return RecommendationList((), variant, Source.POPULAR, self._clock.now(), "")
+        return _Plan(key, popularity_segments(request.country, request.device), variant, champion)
+
+    def _choose(self, page: PageRead, request: PageRequest, variant: str) -> RecommendationList:
         exclude = [request.context_item] if request.context_item else []
         chosen = choose_list(page, request.k, exclude)
         if chosen is None:
             return RecommendationList((), variant, Source.POPULAR, self._clock.now(), "")
-        return replace(chosen, variant=variant)
+        return chosen.served_as(chosen.source, variant)
+
+    def _outage(self, variant: str) -> RecommendationList:
+        self._log_outage()
+        return RecommendationList((), variant, Source.POPULAR, self._clock.now(), "")
 
     def _variant_of(self, subject: str | None) -> tuple[str, str]:
         """(the shopper's assigned variant, the champion)."""
@@ -82,11 +151,28 @@ class RecommendationReader:
             ranked, sold_out = self._cache.read_similar(item_id)
         except Exception:  # never an error on the page: an empty list is an answer
             self._log_outage()
-            ranked = None
+            ranked, sold_out = None, frozenset()
+        return self._similar(ranked, sold_out, k)
+
+    async def similar_async(self, item_id: str, k: int) -> RecommendationList:
+        """`similar`, awaiting the cache without holding the event loop."""
+        try:
+            ranked, sold_out = await self._pages.read_similar(item_id)
+        except Exception:  # never an error on the page: an empty list is an answer
+            self._log_outage()
+            ranked, sold_out = None, frozenset()
+        return self._similar(ranked, sold_out, k)
+
+    def _similar(
+        self, ranked: RecommendationList | None, sold_out: Container[str], k: int
+    ) -> RecommendationList:
         if ranked is None:
             return RecommendationList((), DEFAULT_VARIANT, Source.SIMILAR, self._clock.now(), "")
         shown = ranked.without(sold_out)
-        return replace(shown, items=shown.items[:k])
+        return shown.with_items(shown.items[:k])
+
+    async def close(self) -> None:
+        await self._pages.close()
 
     def _log_outage(self) -> None:
         # Nothing is shown rather than anything stale: without the cache, the live stock
@@ -95,3 +181,11 @@ class RecommendationReader:
         if now - self._last_outage_log > OUTAGE_LOG_EVERY_S:
             self._last_outage_log = now
             log.exception("cache read failed; serving an empty list until it is back")
+
+
+def _with_stand_in(page: PageRead, theirs: PageRead) -> PageRead:
+    """The page with the champion's list standing in for the variant's missing one."""
+    sold_out = page.sold_out
+    if theirs.sold_out is not sold_out:  # else one live set already answers for both
+        sold_out = frozenset(page.sold_out) | frozenset(theirs.sold_out)
+    return replace(page, stand_in=theirs.fresh or theirs.last_known_good, sold_out=sold_out)

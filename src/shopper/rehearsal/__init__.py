@@ -1,0 +1,1 @@
+"""`shopper rehearse`: drive a running deployment with a traffic profile and measure it."""

@@ -1,0 +1,198 @@
+"""The page path's Redis reader beyond the cache contract (which it passes too, as the
+`redis-page-path` harness of test_cache.py): its near cache of the sold-out set and popular
+lists, kept current by the change stream, and what it does when it cannot be."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from shopper.adapters.redis_cache import RedisRecommendationCache, redis_from_url
+from shopper.adapters.redis_page_cache import RedisPageCache
+from shopper.adapters.system_clock import SystemClock
+from shopper.domain.event import StockChange
+from shopper.domain.recommendation import RecommendationList, ScoredItem, Source, choose_list
+from shopper.ports.cache import ListKey
+
+pytestmark = pytest.mark.redis
+
+PREFIX = "page:"
+ALICE = ListKey("u:alice", "champion")
+
+
+def ranked(ids: list[str], source: Source = Source.PERSONALIZED) -> RecommendationList:
+    items = tuple(ScoredItem(i, 1.0 - n / 100) for n, i in enumerate(ids))
+    return RecommendationList(items, "champion", source, 1.0, "list-1")
+
+
+def gone(item: str) -> list[StockChange]:
+    return [StockChange(item, False, time.time())]
+
+
+@pytest.fixture
+def writer(redis_url: str) -> Iterator[RedisRecommendationCache]:
+    client = redis_from_url(redis_url)
+    yield RedisRecommendationCache(client, SystemClock(), 60, 60, prefix=PREFIX)
+    client.close()
+
+
+@pytest.fixture
+def raw(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+class Counted:
+    """Counts the page path's Redis calls: plain commands and page-script calls."""
+
+    def __init__(self, pages: RedisPageCache, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.commands: list[tuple[Any, ...]] = []
+        self.scripts = 0
+        lane_command = pages._lane.command
+        script = pages._script
+
+        async def command(*args: Any) -> Any:
+            self.commands.append(args)
+            return await lane_command(*args)
+
+        async def run_script(**kwargs: Any) -> Any:
+            self.scripts += 1
+            return await script(**kwargs)
+
+        monkeypatch.setattr(pages._lane, "command", command)
+        monkeypatch.setattr(pages, "_script", run_script)
+
+
+def shown(page: Any, k: int = 10) -> list[str]:
+    chosen = choose_list(page, k)
+    return chosen.item_ids() if chosen is not None else []
+
+
+def test_a_page_read_is_one_mget_once_the_popular_lists_are_near(
+    redis_url: str, writer: RedisRecommendationCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer.write_lists([(ALICE, ranked(["a", "b", "c"]))])
+    writer.write_popular("global", ranked(["g1", "g2"], Source.POPULAR))
+    writer.set_stock(gone("b"))
+
+    async def main() -> None:
+        pages = RedisPageCache(redis_url, PREFIX)
+        await pages.wait_current()
+        first = await pages.read_page(ALICE, ["global"], visible=2)  # fetches global too
+        assert shown(first, 2) == ["a", "c"]
+        counted = Counted(pages, monkeypatch)
+        page = await pages.read_page(ALICE, ["global"], visible=2)
+        assert shown(page, 4) == ["a", "c", "g1", "g2"]
+        assert counted.scripts == 0
+        assert [c[0] for c in counted.commands] == ["MGET"]
+        assert len(counted.commands[0]) == 3  # the fresh marker and the list, nothing else
+        await pages.close()
+
+    asyncio.run(main())
+
+
+def test_an_item_that_sells_out_is_hidden_within_milliseconds(
+    redis_url: str, writer: RedisRecommendationCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer.write_lists([(ALICE, ranked(["a", "b", "c"]))])
+
+    async def main() -> float:
+        pages = RedisPageCache(redis_url, PREFIX)
+        await pages.wait_current()
+        counted = Counted(pages, monkeypatch)
+        assert shown(await pages.read_page(ALICE, [])) == ["a", "b", "c"]
+        writer.set_stock(gone("a"))  # as the API does when it accepts the stock event
+        sold = time.monotonic()
+        while "a" in shown(await pages.read_page(ALICE, [])):
+            await asyncio.sleep(0.001)
+        hidden_after = time.monotonic() - sold
+        assert counted.scripts == 0  # the near cache hid it, not a check in Redis
+        await pages.close()
+        return hidden_after
+
+    assert asyncio.run(main()) < 0.5
+
+
+def test_a_follower_that_stops_hands_the_stock_check_back_to_redis(
+    redis_url: str, writer: RedisRecommendationCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer.write_lists([(ALICE, ranked(["a", "b"]))])
+
+    async def main() -> None:
+        pages = RedisPageCache(redis_url, PREFIX, max_age_s=0.3)
+        await pages.wait_current()
+        assert pages._follower is not None
+        pages._follower.cancel()  # a follower stuck or dead: the near cache stops
+        writer.set_stock(gone("a"))
+        await asyncio.sleep(0.35)
+        assert pages.status()["current"] is False
+        counted = Counted(pages, monkeypatch)
+        assert shown(await pages.read_page(ALICE, [])) == ["b"]
+        assert counted.scripts == 1
+        await pages.close()
+
+    asyncio.run(main())
+
+
+def test_a_gap_in_the_change_numbers_reloads_the_sold_out_set(
+    redis_url: str, writer: RedisRecommendationCache, raw: redis.Redis
+) -> None:
+    writer.write_lists([(ALICE, ranked(["a", "b", "c"]))])
+
+    async def main() -> None:
+        pages = RedisPageCache(redis_url, PREFIX)
+        await pages.wait_current()
+        assert pages.status()["reloads"] == 1
+        # A change that never reached the stream (trimmed, or lost): only its number.
+        raw.sadd(f"{PREFIX}sold_out", "b")
+        raw.incr(f"{PREFIX}changes_seq")
+        writer.set_stock(gone("c"))  # the next entry shows the gap
+        await pages.wait_current()
+        assert pages.status()["reloads"] == 2
+        assert shown(await pages.read_page(ALICE, [])) == ["a"]
+        await pages.close()
+
+    asyncio.run(main())
+
+
+def test_redis_emptied_and_refilled_is_reloaded(
+    redis_url: str, writer: RedisRecommendationCache, raw: redis.Redis
+) -> None:
+    writer.write_lists([(ALICE, ranked(["a", "b", "c"]))])
+    writer.set_stock(gone("a"))
+
+    async def main() -> None:
+        pages = RedisPageCache(redis_url, PREFIX)
+        await pages.wait_current()
+        assert shown(await pages.read_page(ALICE, [])) == ["b", "c"]
+        raw.delete(*raw.keys(f"{PREFIX}*"))  # Redis restarted empty, then refilled
+        writer.write_lists([(ALICE, ranked(["a", "b", "c"]))])
+        writer.set_stock(gone("c"))
+        await pages.wait_current()
+        assert shown(await pages.read_page(ALICE, [])) == ["a", "b"]
+        await pages.close()
+
+    asyncio.run(main())
+
+
+def test_closed_on_one_event_loop_it_opens_again_on_another(
+    redis_url: str, writer: RedisRecommendationCache
+) -> None:
+    writer.write_lists([(ALICE, ranked(["a", "b"]))])
+    writer.set_stock(gone("b"))
+    pages = RedisPageCache(redis_url, PREFIX)
+
+    async def read() -> list[str]:
+        await pages.wait_current()
+        ids = shown(await pages.read_page(ALICE, []))
+        await pages.close()
+        return ids
+
+    assert asyncio.run(read()) == ["a"]
+    assert asyncio.run(read()) == ["a"]  # a server restarted in the same process
