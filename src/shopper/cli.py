@@ -34,6 +34,9 @@ def serve(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTP port")] = 8000,
     role: Annotated[Role, typer.Option(help="api, processor, or all in one process")] = Role.all,
+    workers: Annotated[
+        int, typer.Option(min=1, help="API worker processes (with --role api): one per core")
+    ] = 1,
     stream_url: StreamUrl = None,
     cache_url: CacheUrl = None,
     data_dir: DataDir = None,
@@ -46,7 +49,10 @@ def serve(
         level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(name)s %(message)s"
     )
     config = _config(config_file, stream_url=stream_url, cache_url=cache_url, data_dir=data_dir)
-    run_serve(config, host=host, port=port, role=role.value)
+    try:
+        run_serve(config, host=host, port=port, role=role.value, workers=workers)
+    except ShopperError as exc:
+        raise _fail(exc) from None
 
 
 @app.command()

@@ -12,9 +12,11 @@ from types import TracebackType
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from shopper.bootstrap import build_system
 from shopper.config import Config
+from shopper.errors import ConfigError
 from shopper.services.priority import BACKGROUND_NICENESS
 
 
@@ -59,8 +61,28 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def serve(config: Config, host: str, port: int, role: str) -> None:
-    """Run until interrupted. `role` is api, processor, or all."""
+WORKER_CONFIG_ENV = "SHOPPER_WORKER_CONFIG"  # the parent's settings, for API workers
+
+
+def serve(config: Config, host: str, port: int, role: str, workers: int = 1) -> None:
+    """Run until interrupted. `role` is api, processor, or all; an API may run `workers`
+    processes (uvicorn's), each with the same settings and its own connections."""
+    if workers > 1:
+        if role != "api":
+            raise ConfigError(
+                f"--workers {workers} needs --role api: run the processor as its own process"
+            )
+        os.environ[WORKER_CONFIG_ENV] = config.model_dump_json()
+        uvicorn.run(
+            "shopper.services.runtime:worker_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="info",
+            access_log=False,
+        )
+        return
     system = build_system(config)
     try:
         if role in ("processor", "all") and system.features is not None:
@@ -96,3 +118,10 @@ def serve(config: Config, host: str, port: int, role: str) -> None:
         uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
     finally:
         system.close()
+
+
+def worker_app() -> ASGIApp:
+    """One API worker's app (`serve --workers N`), built from its parent's settings."""
+    system = build_system(Config.model_validate_json(os.environ[WORKER_CONFIG_ENV]))
+    gc.freeze()
+    return system.app()
