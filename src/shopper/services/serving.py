@@ -22,6 +22,7 @@ from shopper.ports.flags import FlagClient
 
 log = logging.getLogger(__name__)
 OUTAGE_LOG_EVERY_S = 10.0
+CHAMPION_RECHECK_S = 0.25  # a flag change reaches the page within this much more
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +91,8 @@ class RecommendationReader:
         self._flags = flags
         self._pages = pages or DirectPageCache(cache)
         self._last_outage_log = 0.0
+        self._champion_name = DEFAULT_VARIANT
+        self._champion_at = float("-inf")
 
     def recommend(self, request: PageRequest) -> RecommendationList:
         """Always answers: an unknown shopper on an empty system gets an empty popular list.
@@ -139,10 +142,20 @@ class RecommendationReader:
         """(the shopper's assigned variant, the champion)."""
         if self._flags is None:
             return DEFAULT_VARIANT, DEFAULT_VARIANT
-        champion = self._flags.experiment().champion.name
+        champion = self._champion()
         if not subject:
             return champion, champion
         return self._flags.assign(subject).variant, champion
+
+    def _champion(self) -> str:
+        """The experiment's champion, looked up at most every CHAMPION_RECHECK_S: the flag
+        client's check of its source (a file's stat) would be a tenth of a page's time."""
+        assert self._flags is not None
+        now = time.monotonic()
+        if now - self._champion_at >= CHAMPION_RECHECK_S:
+            self._champion_name = self._flags.experiment().champion.name
+            self._champion_at = now
+        return self._champion_name
 
     def similar(self, item_id: str, k: int) -> RecommendationList:
         """The item's `k` most similar items in stock. Always answers: an item without a
