@@ -61,9 +61,9 @@ class Counted:
             self.commands.append(args)
             return await lane_command(*args)
 
-        async def run_script(**kwargs: Any) -> Any:
+        async def run_script(*args: Any) -> Any:
             self.scripts += 1
-            return await script(**kwargs)
+            return await script(*args)
 
         monkeypatch.setattr(pages._lane, "command", command)
         monkeypatch.setattr(pages, "_script", run_script)
@@ -120,7 +120,10 @@ def test_an_item_that_sells_out_is_hidden_within_milliseconds(
 
 
 def test_a_follower_that_stops_hands_the_stock_check_back_to_redis(
-    redis_url: str, writer: RedisRecommendationCache, monkeypatch: pytest.MonkeyPatch
+    redis_url: str,
+    writer: RedisRecommendationCache,
+    raw: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     writer.write_lists([(ALICE, ranked(["a", "b"]))])
 
@@ -132,6 +135,7 @@ def test_a_follower_that_stops_hands_the_stock_check_back_to_redis(
         writer.set_stock(gone("a"))
         await asyncio.sleep(0.35)
         assert pages.status()["current"] is False
+        raw.script_flush()  # a Redis that lost its scripts: loaded again on NOSCRIPT
         counted = Counted(pages, monkeypatch)
         assert shown(await pages.read_page(ALICE, [])) == ["b"]
         assert counted.scripts == 1

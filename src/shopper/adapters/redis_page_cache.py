@@ -19,6 +19,7 @@ trip, so a stale near cache can never show a sold-out item.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Container, Sequence
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from shopper.adapters.redis_cache import (
     _READ_PAGE_LUA,
@@ -118,6 +120,22 @@ class _Lane:
         idle, self._idle = self._idle, []
         for conn in idle:
             await conn.disconnect()
+
+
+class _Script:
+    """A Lua script run on a lane: EVALSHA, loaded on the first NOSCRIPT."""
+
+    def __init__(self, source: str, lane: _Lane) -> None:
+        self._source = source
+        self._sha = hashlib.sha1(source.encode()).hexdigest()
+        self._lane = lane
+
+    async def __call__(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        try:
+            return await self._lane.command("EVALSHA", self._sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await self._lane.command("SCRIPT", "LOAD", self._source)
+            return await self._lane.command("EVALSHA", self._sha, len(keys), *keys, *args)
 
 
 class RedisPageCache:
@@ -251,8 +269,8 @@ class RedisPageCache:
                 socket_timeout=REDIS_TIMEOUT_S,
                 health_check_interval=30,
             )
-            self._script = self._client.register_script(_READ_PAGE_LUA)
             self._lane = _Lane(self._client.connection_pool)
+            self._script = _Script(_READ_PAGE_LUA, self._lane)
             self.near = NearCache()
             if self._follow_changes:
                 self._follower = loop.create_task(self._follow(self._client))
@@ -270,7 +288,7 @@ class RedisPageCache:
         if context_item:
             names.append(keys.similar(context_item))
         args = ["1" if key is not None else "0", _SOLD_OUT_CHUNK]
-        reply: list[Any] = await self._script(keys=names, args=args)
+        reply: list[Any] = await self._script(names, args)
         return page_from_reply(reply, segments, context_item)
 
     # -- the follower --------------------------------------------------------------------
