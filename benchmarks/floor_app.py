@@ -2,7 +2,7 @@
 
 One route, `GET /v1/recommendations?session_id=&k=`, does one async Redis GET of the bytes
 shopper answered for that shopper (key `<prefix>floor:<session_id>`, written by
-`benchmarks.page_load`) and returns them as they are. Same framework and server as shopper
+`benchmarks.page_servers`) and returns them as they are. Same framework and server as shopper
 (FastAPI on uvicorn), so what shopper costs above it is its own work per page.
 
 `FLOOR_REDIS_URL=redis://... FLOOR_KEY_PREFIX=bench-x: python -m uvicorn
