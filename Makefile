@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: install demo test lint typecheck unit bench serve clean chromium
+.PHONY: install demo test lint typecheck unit bench bench-quick bench-report serve clean chromium
 
 install: $(STAMP)
 
@@ -38,8 +38,17 @@ chromium:
 		|| { echo "installing chromium (apt-get) for the browser tests"; apt-get update -qq \
 			&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# Every benchmark; the report (JSON, plots, markdown) goes to bench/results/.
 bench: install
 	$(BIN)/python -m benchmarks
+
+# The page, processor and freshness benchmarks in their quick modes, reported under .shopper/.
+bench-quick: install
+	$(BIN)/python -m benchmarks --quick --out .shopper/bench-quick
+
+# The plots and latest.md again from the saved bench/results/latest.json.
+bench-report: install
+	$(BIN)/python -m benchmarks.report bench/results/latest.json
 
 clean:
 	rm -rf $(VENV) .shopper .pytest_cache .mypy_cache .ruff_cache

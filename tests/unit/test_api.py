@@ -217,6 +217,49 @@ def test_every_list_served_to_a_shopper_is_published_as_an_impression(api: Api) 
     assert api.recommend(user_id="me")["list_id"] == served["list_id"]
 
 
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [("false", False), ("0", False), ("no", False), ("true", True), ("1", True), ("t", True)],
+)
+def test_a_list_fetched_but_not_shown_records_no_impression(
+    api: Api, value: str, shown: bool
+) -> None:
+    api.http.post("/v1/events", json=[view("e1", "me", "a")])
+    api.process()
+    served = api.recommend(user_id="me", impression=value)
+    assert served["source"] == "personalized"
+    assert len(api.impressions()) == (1 if shown else 0)
+
+
+def test_an_impression_flag_that_is_no_bool_is_a_422(api: Api) -> None:
+    response = api.http.get("/v1/recommendations", params={"user_id": "me", "impression": "maybe"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "impression"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "user_id=me&k=3",  # answered in front of the framework
+        "user_id=me&k=3&impression=t",  # a bool only the framework reads: answered by it
+        "user_id=%6De&k=3",  # escaped: the same list
+    ],
+)
+def test_every_page_route_gives_the_same_body(api: Api, query: str) -> None:
+    api.http.post("/v1/events", json=[view("e1", "me", "a")])
+    api.process()
+    want = api.recommend(user_id="me", k=3)
+    response = api.http.get(f"/v1/recommendations?{query}")
+    assert response.status_code == 200
+    assert response.headers["server-timing"].startswith("app;dur=")
+    got = response.json()
+    assert (got["items"], got["list_id"], got["source"]) == (
+        want["items"],
+        want["list_id"],
+        want["source"],
+    )
+
+
 def test_health(api: Api) -> None:
     response = api.http.get("/healthz")
     assert response.status_code == 200

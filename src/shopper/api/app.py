@@ -123,12 +123,20 @@ def create_app(
         ] = None,
         country: str | None = None,
         device: str | None = None,
+        impression: Annotated[
+            bool,
+            Query(
+                description="false: the list is fetched but not shown (a prefetch, a "
+                "monitoring probe), so no impression is recorded for it"
+            ),
+        ] = True,
     ) -> Any:
         """The shopper's precomputed list, filtered against live stock at read time.
         `source` tells `personalized`, `last_known_good` or `popular`."""
         # Well-formed requests are answered by PageRoute before reaching here, with the
         # same page function: this route documents the API and validates the rest.
-        request = PageRequest(user_id, session_id, k or default_k, context_item, country, device)
+        size = k or default_k
+        request = PageRequest(user_id, session_id, size, context_item, country, device, impression)
         body, _ = await page(request)
         return Response(body, media_type="application/json")
 

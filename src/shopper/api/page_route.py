@@ -27,6 +27,9 @@ from shopper.services.page_log import PageLog
 from shopper.services.serving import PageRequest
 
 MAX_K_DIGITS = 6
+# `impression=` values, as FastAPI reads a bool (anything else: its validation error)
+SHOWN = frozenset({"true", "1", "yes", "on", "True", "TRUE", "Yes", "YES", "On", "ON"})
+NOT_SHOWN = frozenset({"false", "0", "no", "off", "False", "FALSE", "No", "NO", "Off", "OFF"})
 CONTENT_TYPE = (b"content-type", b"application/json")
 
 Page = Callable[[PageRequest], Awaitable[tuple[bytes, RecommendationList]]]
@@ -40,7 +43,7 @@ def page_function(
 
     async def page(request: PageRequest) -> tuple[bytes, RecommendationList]:
         served = await recommend(request)
-        if impression is not None:
+        if impression is not None and request.shown:
             impression(request.user_id, request.session_id, served)
         return orjson.dumps(recommendations_body(served, request.k)), served
 
@@ -59,6 +62,9 @@ def page_request(query: bytes, default_k: int, max_k: int) -> PageRequest | None
         size = int(k)
     else:
         return None
+    shown = params.get("impression")
+    if shown is not None and shown not in NOT_SHOWN and shown not in SHOWN:
+        return None
     return PageRequest(
         params.get("user_id"),
         params.get("session_id"),
@@ -66,6 +72,7 @@ def page_request(query: bytes, default_k: int, max_k: int) -> PageRequest | None
         params.get("context_item"),
         params.get("country"),
         params.get("device"),
+        shown not in NOT_SHOWN,
     )
 
 

@@ -47,7 +47,9 @@ async def read_list_id(client: ProbeClient, shopper: Shopper) -> str | None:
     """The `list_id` the shopper's page shows now (None if the read failed). Every item
     shown is checked against the sold-out items, as any page's are."""
     run = client.run
+    # A probe's read is not a page shown: no impression (it would add to the load).
     params: dict[str, Any] = {**shopper.ids(), "k": run.plan.profile.traffic.k}
+    params["impression"] = "false"
     started = run.now()
     try:
         response = await client.http.get("/v1/recommendations", params=params)

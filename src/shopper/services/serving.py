@@ -33,6 +33,7 @@ class PageRequest:
     context_item: str | None = None
     country: str | None = None
     device: str | None = None
+    shown: bool = True  # False: fetched but not shown (a prefetch, a probe): no impression
 
 
 class DirectPageCache:
