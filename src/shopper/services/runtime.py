@@ -27,7 +27,7 @@ class ApiServer:
         self.host = host
         self.port = port or free_port(host)
         config = uvicorn.Config(
-            app, host=host, port=self.port, log_level="warning", access_log=False, lifespan="off"
+            app, host=host, port=self.port, log_level="warning", access_log=False, lifespan="auto"
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="shopper-api", daemon=True)
