@@ -1,65 +1,226 @@
-"""Events per second through one processor: embedded vs Kafka + Redis, same events."""
+"""Events per second through one processor, embedded and on Redis (and Kafka + Redis), the
+same events; and the embedded processor's memory per 100k active shoppers.
+
+Workload (`benchmarks.workload`): a catalog of `items` items and a history of as many
+events as the timed traffic (other shoppers), then `users` shoppers with `per_user` events
+each (views, carts, purchases; each shopper keeps to two categories), with a stock or
+price change after every 100th event, popular items selling out and coming back. The
+history matters: re-ranking a shopper costs more once items have their neighbours (a shop
+that has just opened ranks about a fifth faster). Impressions (one per page served) are
+left out: they cost the processor less than a shop event, so they would only flatter it.
+
+Ranking is the default configuration's, in a data folder of the benchmark's own: no trained
+model, so the live co-occurrence and popularity ranker re-ranks every touched shopper (the
+learned ranker needs a trained model and the feature store, both absent). Micro-batches
+are the default's. Each measurement runs in a process of its own. The processor first
+works through the catalog and the history, untimed (it joins the Kafka group meanwhile);
+the shoppers' events are then put on the stream, and the clock runs from its next poll
+until the last of them is applied and its list written. The modes take turns, `repeats`
+times; each figure is the median, with the min and max beside it, and the processor's CPU
+time per event (less disturbed by other work on a shared machine than the rate).
+"""
 
 from __future__ import annotations
 
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from benchmarks.cache import delete_prefix
-from benchmarks.workload import shopper_events
-from shopper.bootstrap import build_system
+from benchmarks.workload import catalog_events, shopper_events, with_catalog_changes
+from shopper.bootstrap import System, build_system
 from shopper.config import load_config
+from shopper.services.processor import Processor
 
-
-def throughput(stream_url: str, cache_url: str, events: list[dict[str, Any]]) -> float:
-    """Events/s of one processor draining a pre-filled stream, lists written included."""
-    prefix = f"bench-{uuid.uuid4().hex[:8]}."
-    config = load_config(
-        {},
-        stream_url=stream_url,
-        cache_url=cache_url,
-        topic_prefix=prefix,
-        redis_key_prefix=prefix,
-        microbatch_wait_s=0.0,
-    )
-    system = build_system(config)
-    try:
-        for start in range(0, len(events), 500):
-            system.ingest.ingest(events[start : start + 500])
-        system.event_log.flush(30)
-        processor = system.processor()
-        deadline = time.monotonic() + 300
-        started = None
-        while processor.stats.records < len(events) and time.monotonic() < deadline:
-            read = processor.run_once()
-            if read and started is None:
-                # Start at the first record: joining a Kafka group is not throughput.
-                started = time.perf_counter()
-        elapsed = time.perf_counter() - (started or time.perf_counter())
-        if processor.stats.records < len(events):
-            raise RuntimeError(f"processor read {processor.stats.records} of {len(events)}")
-        processor.close()
-        return len(events) / elapsed
-    finally:
-        system.close()
-        if cache_url.startswith("redis"):
-            delete_prefix(cache_url, prefix)
+RANKER = "live co-occurrence + popularity (no trained model; learned ranker off)"
+RSS_SHOPPERS = 5000  # shoppers whose state the memory measurement adds
+RSS_WARM_SHOPPERS = 1000  # drained first, so per-catalog state is in the baseline
+DRAIN_TIMEOUT_S = 300.0
 
 
 def run(
-    kafka: str | None, redis_url: str | None, users: int = 2000, per_user: int = 10
+    kafka: str | None,
+    redis_url: str | None,
+    users: int = 2000,
+    per_user: int = 10,
+    items: int = 1000,
+    repeats: int = 3,
 ) -> dict[str, Any]:
-    events = shopper_events(users, per_user, items=1000)
-    out: dict[str, Any] = {"events": len(events)}
-    out["embedded_events_per_s"] = round(throughput("memory://", "memory://", events), 1)
+    """Events/s per mode (median of `repeats` interleaved runs, with min and max; and the
+    processor's CPU time per event, which other work on the machine disturbs less), and
+    the embedded processor's RSS per 100k active shoppers."""
+    modes = {"embedded": ("memory://", "memory://")}
     if redis_url:
-        out["redis_state_events_per_s"] = round(throughput("memory://", redis_url, events), 1)
-    if kafka and redis_url:
-        out["kafka_redis_events_per_s"] = round(
-            throughput(f"kafka://{kafka}", redis_url, events), 1
-        )
+        modes["redis_state"] = ("memory://", redis_url)
+        if kafka:
+            modes["kafka_redis"] = (f"kafka://{kafka}", redis_url)
+    runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
+    load = os.getloadavg()[0]
+    for _ in range(repeats):  # interleaved: each mode sees the same machine noise
+        for mode, urls in modes.items():
+            runs[mode].append(_in_subprocess("--drain", *urls, users, per_user, items))
+    out: dict[str, Any] = {
+        "events": len(traffic_events(users, per_user, items)),
+        "shoppers": users,
+        "items": items,
+        "history_events": users * per_user,
+        "ranker": RANKER,
+        "repeats": repeats,
+        "load_average_1m": [round(load, 2), round(os.getloadavg()[0], 2)],
+    }
+    for mode, results in runs.items():
+        rates = [r["events_per_s"] for r in results]
+        out[f"{mode}_events_per_s"] = round(statistics.median(rates), 1)
+        out[f"{mode}_events_per_s_min_max"] = [round(min(rates), 1), round(max(rates), 1)]
+        cpu = statistics.median(r["cpu_us_per_event"] for r in results)
+        out[f"{mode}_cpu_us_per_event"] = round(cpu, 1)
+    if "kafka_redis" in runs:
         out["kafka_redis_vs_embedded"] = round(
             out["kafka_redis_events_per_s"] / out["embedded_events_per_s"], 3
         )
+    out["memory"] = _in_subprocess("--memory", RSS_SHOPPERS, per_user, items)
+    out["rss_mb_per_100k_shoppers"] = out["memory"]["rss_mb_per_100k_shoppers"]
     return out
+
+
+def history_events(users: int, per_user: int, items: int) -> list[dict[str, Any]]:
+    """The catalog, then as many events as the traffic's, of other shoppers."""
+    history = shopper_events(users, per_user, items, seed=2, id_prefix="h")
+    return [*catalog_events(items), *with_catalog_changes(history, items, seed=2)]
+
+
+def traffic_events(users: int, per_user: int, items: int) -> list[dict[str, Any]]:
+    """The timed events: `users` shoppers' and the stock and price changes among them."""
+    return with_catalog_changes(shopper_events(users, per_user, items), items)
+
+
+def throughput(
+    stream_url: str, cache_url: str, users: int, per_user: int, items: int
+) -> dict[str, float]:
+    """Events/s of one processor working through the traffic queued on the stream, each
+    event applied and its shopper's list written, once it has processed the history; and
+    the process's CPU time per event meanwhile (the Kafka client's threads included)."""
+    before = history_events(users, per_user, items)
+    traffic = traffic_events(users, per_user, items)
+    prefix = f"bench-{uuid.uuid4().hex[:8]}."
+    with tempfile.TemporaryDirectory() as data_dir:
+        system = build_system(
+            load_config(
+                {},
+                stream_url=stream_url,
+                cache_url=cache_url,
+                topic_prefix=prefix,
+                redis_key_prefix=prefix,
+                data_dir=data_dir,
+            )
+        )
+        try:
+            processor = system.processor()
+            ingest(system, before)
+            drain(processor, len(before))
+            ingest(system, traffic)
+            started, cpu_started = time.perf_counter(), time.process_time()
+            drain(processor, len(before) + len(traffic))
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+            processor.close()
+            return {
+                "events_per_s": len(traffic) / elapsed,
+                "cpu_us_per_event": cpu / len(traffic) * 1e6,
+            }
+        finally:
+            system.close()
+            if cache_url.startswith("redis"):
+                delete_prefix(cache_url, prefix)
+
+
+def ingest(system: System, events: list[dict[str, Any]]) -> None:
+    """Onto the stream through the API's ingest path, and stored there."""
+    for start in range(0, len(events), 500):
+        system.ingest.ingest(events[start : start + 500])
+    system.event_log.flush(30)
+
+
+def drain(processor: Processor, records: int) -> None:
+    """Micro-batches until the processor has read `records` records in all."""
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    while processor.stats.records < records:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"processor read {processor.stats.records} of {records}")
+        processor.run_once()
+
+
+def _in_subprocess(*args: str | int) -> dict[str, Any]:
+    """This module's `--drain` or `--memory` in a fresh process: each measures one
+    processor, with nothing of this process's (or an earlier measurement's) heap."""
+    command = [sys.executable, "-m", "benchmarks.processor", *map(str, args)]
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=root, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def memory_per_shopper(shoppers: int, per_user: int, items: int) -> dict[str, Any]:
+    """RSS the embedded processor adds for `shoppers` new shoppers, scaled to 100k.
+
+    One embedded system (in-memory stream, cache and state). The catalog and a first
+    `RSS_WARM_SHOPPERS` shoppers are processed first, so state that grows with the catalog
+    (popularity, co-occurrence, memos) is in the baseline. The new shoppers' events are
+    then put on the stream (the stream's own copy of them counts in the baseline: a Kafka
+    broker holds it elsewhere), the baseline RSS is read, their events are processed, and
+    the RSS read again: the growth is their sessions, lists (fresh and last-known-good),
+    applied event ids, outcomes and variant assignments."""
+    with tempfile.TemporaryDirectory() as data_dir:
+        system = build_system(load_config({}, data_dir=data_dir))
+        try:
+            processor = system.processor()
+            warm = shopper_events(RSS_WARM_SHOPPERS, per_user, items, seed=2, id_prefix="w")
+            first = [*catalog_events(items), *with_catalog_changes(warm, items)]
+            ingest(system, first)
+            drain(processor, len(first))
+            later = shopper_events(shoppers, per_user, items, seed=3, id_prefix="m")
+            ingest(system, later)
+            total, events = len(first) + len(later), len(later)
+            del warm, first, later
+            before = _settled_rss()
+            drain(processor, total)
+            after = _settled_rss()
+        finally:
+            system.close()
+    return {
+        "rss_mb_per_100k_shoppers": round((after - before) / shoppers * 100_000 / 2**20, 1),
+        "shoppers_added": shoppers,
+        "events_added": events,
+        "rss_before_mb": round(before / 2**20, 1),
+        "rss_after_mb": round(after / 2**20, 1),
+        "method": "embedded processor in a fresh process: RSS growth while it applies "
+        f"{shoppers} new shoppers' events (catalog and {RSS_WARM_SHOPPERS} shoppers "
+        "processed before the baseline; their stream records in it), scaled to 100k",
+    }
+
+
+def _settled_rss() -> int:
+    gc.collect()
+    with open("/proc/self/statm") as fh:
+        pages = int(fh.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--drain"]:
+        stream, cache, *sizes = sys.argv[2:7]
+        print(json.dumps(throughput(stream, cache, *map(int, sizes))))
+    elif sys.argv[1:2] == ["--memory"]:
+        print(json.dumps(memory_per_shopper(*map(int, sys.argv[2:5]))))
+    else:
+        print(json.dumps(run(None, os.environ.get("SHOPPER_BENCH_REDIS")), indent=2))

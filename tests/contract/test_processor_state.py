@@ -245,6 +245,36 @@ def test_apply_lands_a_batch_with_its_event_ids(state: ProcessorState) -> None:
     assert [i for i, _ in state.neighbours("b", 5)] == ["a"]
 
 
+def three_transactions() -> list[StateChanges]:
+    """Three transactions as the processor sends them: no session in two of them."""
+    return [
+        changes(
+            event_ids=[f"e{t}-{n}" for n in range(3)],
+            sessions={f"u:{t}": SessionState(subject=f"u:{t}", interactions=t + 1)},
+            items={f"i{t}": Item(f"i{t}", stock=t)},
+            hits=[(GLOBAL_SEGMENT, f"i{t}", 1.0, T0 + t), ("country:de", "i0", 2.0, T0 + t)],
+            co_occurrences=[("i0", f"i{t + 1}", 1.0)],
+        )
+        for t in range(3)
+    ]
+
+
+def test_apply_all_lands_like_one_apply_after_another(make_state: MakeState) -> None:
+    together, one_by_one = make_state(HALF_LIFE), make_state(HALF_LIFE)
+    together.apply_all(three_transactions())
+    for transaction in three_transactions():
+        one_by_one.apply(transaction)
+    ids = [f"e{t}-{n}" for t in range(4) for n in range(3)]
+    assert together.applied(ids) == one_by_one.applied(ids) == set(ids[:9])
+    subjects = ["u:0", "u:1", "u:2"]
+    assert together.sessions(subjects) == one_by_one.sessions(subjects)
+    assert together.items(["i0", "i1", "i2"]) == one_by_one.items(["i0", "i1", "i2"])
+    for segment in (GLOBAL_SEGMENT, "country:de"):
+        assert together.popular(segment, 5) == one_by_one.popular(segment, 5)
+    assert together.neighbours("i0", 5) == one_by_one.neighbours("i0", 5)
+    assert together.neighbours_many(["i1", "i3"], 5) == one_by_one.neighbours_many(["i1", "i3"], 5)
+
+
 # Redis only: TTLs, bounds, a landmark shared by processors, atomicity on a cut connection.
 
 
@@ -378,6 +408,40 @@ def test_redis_apply_cut_mid_transaction_changes_nothing_and_a_retry_lands_once(
     assert len(state.items(batch.items)) == 20
     assert state.popular(GLOBAL_SEGMENT, 5) == [("i0", 1.0)]
     assert state.neighbours("i1", 5) == [("i0", cosine(1.0, 0.0, 1.0))]
+
+
+@pytest.mark.redis
+def test_redis_apply_all_is_one_round_trip(redis_client: redis.Redis) -> None:
+    state = redis_state(redis_client, ManualClock(T0))
+    redis_client.ping()
+    sent = count_requests(redis_client)
+    state.apply_all(three_transactions())
+    assert sent() == 1
+    assert state.neighbours("i3", 5) == [("i0", cosine(1.0, 0.0, 1.0))]  # read after it
+
+
+@pytest.mark.redis
+def test_redis_apply_all_cut_part_way_lands_whole_transactions_in_order(
+    redis_client: redis.Redis,
+) -> None:
+    state = redis_state(redis_client, ManualClock(T0))
+    transactions = three_transactions()
+    cut_next_request_halfway(redis_client)
+    with pytest.raises(redis.ConnectionError):
+        state.apply_all(transactions)
+
+    landed = [bool(state.applied(t.event_ids)) for t in transactions]
+    assert landed == [True, False, False]  # half the bytes: the first whole, no more
+    for transaction, was in zip(transactions, landed, strict=True):
+        (subject,) = transaction.sessions
+        stored = state.sessions([subject])[subject].interactions
+        assert stored == (transaction.sessions[subject].interactions if was else 0)
+    # The redelivery: what landed is recognised by its ids, the rest lands once.
+    state.apply_all([t for t, was in zip(transactions, landed, strict=True) if not was])
+    ids = [e for t in transactions for e in t.event_ids]
+    assert state.applied(ids) == set(ids)
+    twice = sum(forward_weight(2.0, T0 + t, T0, HALF_LIFE) for t in range(3))
+    assert state.popular("country:de", 5) == [("i0", pytest.approx(twice, rel=1e-9))]
 
 
 def count_requests(client: redis.Redis) -> Callable[[], int]:

@@ -165,3 +165,15 @@ def test_top_popular_scales_scores_drops_unavailable_and_cuts_to_k() -> None:
 
 def test_top_popular_of_nothing_is_empty() -> None:
     assert top_popular([], set(), 5) == []
+
+
+def test_equal_scores_go_to_the_smaller_id() -> None:
+    popular = [("p3", 1.0), ("p1", 1.0), ("p2", 1.0), ("top", 2.0)]
+    assert rerank(session(), {}, popular) == ["top", "p1", "p2", "p3"]
+
+
+@pytest.mark.parametrize("answer", [["b"], ("b",), {"b"}, frozenset({"b"})])
+def test_unavailable_may_answer_with_any_collection(answer: Collection[str]) -> None:
+    edges = {"a": [("b", 1.0), ("c", 0.5)]}
+    ranked = rerank_with_session(session("a"), edges.__getitem__, [], lambda _: answer)
+    assert [s.item_id for s in ranked] == ["c"]

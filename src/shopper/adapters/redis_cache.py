@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import redis
 
+from shopper.adapters.redis_wire import Command, run_transactions
 from shopper.domain.event import StockChange
 from shopper.domain.recommendation import PageRead, RecommendationList, ScoredItem, Source
 from shopper.ports.cache import ListKey
@@ -151,8 +152,14 @@ def encode_list(ranked: RecommendationList, written_at: float) -> bytes:
         len(variant),
         len(list_id),
     )
-    scores = struct.pack(f"<{n}f", *(s.score for s in ranked.items))
-    ids = b"".join(_prefixed(s.item_id.encode()) for s in ranked.items)
+    scores = struct.pack(f"<{n}f", *[s.score for s in ranked.items])
+    names = [s.item_id for s in ranked.items]
+    if all(len(i) < 128 and i.isascii() for i in names):
+        # The processor encodes a list per event: ASCII ids below 128 bytes (nearly every
+        # shop's) skip the per-id encode, a one-character prefix being their length byte.
+        ids = "".join([chr(len(i)) + i for i in names]).encode()
+    else:
+        ids = b"".join([_prefixed(i.encode()) for i in names])
     # Who made it trails the items: the page script reads only up to the last item.
     made_by = f"{ranked.tier}\x00{ranked.model}".encode() if ranked.tier or ranked.model else b""
     return b"".join((header, variant, list_id, scores, ids, made_by))
@@ -275,11 +282,13 @@ class RedisRecommendationCache:
         if not lists:
             return
         now = self._clock.now()
-        pipe = self._client.pipeline(transaction=True)
+        commands: list[Command] = []
         for key, ranked in lists:
-            pipe.set(self._list_key(key), encode_list(ranked, now), px=self._list_ms)
-            pipe.set(self._fresh_key(key), b"1", px=self._fresh_ms)
-        pipe.execute()
+            blob = encode_list(ranked, now)
+            commands.append(("SET", self._list_key(key), blob, "PX", self._list_ms))
+            commands.append(("SET", self._fresh_key(key), b"1", "PX", self._fresh_ms))
+        # One MULTI/EXEC, without redis-py's per-command pipeline bookkeeping (`redis_wire`).
+        run_transactions(self._client, [commands])
 
     def write_popular(self, segment: str, ranked: RecommendationList) -> None:
         keys = self._keys

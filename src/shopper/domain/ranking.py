@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from shopper.domain.recommendation import ScoredItem
@@ -61,21 +61,60 @@ def rerank_with_session(
     of the candidates) are never recommended;
     items already seen this session are pushed down.
     """
+    popularity = popularity_scores(popular, params)
+    return rerank_with_popularity(session, neighbours, popularity, unavailable, params)
+
+
+def popularity_scores(
+    popular: Sequence[tuple[str, float]], params: RankingParams
+) -> dict[str, float]:
+    """The popular side of the blend, the same for every shopper of a segment: the first
+    `popular_candidates`, `popularity_weight` x popularity over the top one's (none if
+    that is not positive)."""
+    pop = dict(popular[: params.popular_candidates])
+    top = max(pop.values(), default=0.0)
+    weight = params.popularity_weight
+    return {i: weight * (v / top) for i, v in pop.items()} if top > 0 else {}
+
+
+def rerank_with_popularity(
+    session: SessionState,
+    neighbours: Callable[[str], Sequence[tuple[str, float]]],
+    popularity: Mapping[str, float],
+    unavailable: Callable[[Collection[str]], Collection[str]],
+    params: RankingParams = RankingParams(),
+) -> list[ScoredItem]:
+    """`rerank_with_session` with the popular side already scored (`popularity_scores`),
+    as the processor has it: once per segment and micro-batch."""
+    # Called once per event, so written for speed: one pass per step, and candidates
+    # sorted as (-score, id) tuples: best first, ties by id, with no key function.
+    scores = _blend(_affinity(session, neighbours, params), popularity, params)
+    gone = unavailable(scores.keys())
+    gone = gone if isinstance(gone, AbstractSet) else set(gone)
+    hidden = set(session.cart).union(session.purchased)
+    seen = {i.item_id for i in session.recent}
+    penalty = params.seen_penalty
+    ranked = [
+        (-(score * penalty) if item in seen else -score, item)
+        for item, score in scores.items()
+        if item not in hidden and item not in gone
+    ]
+    ranked.sort()
+    return [ScoredItem(item, -negated) for negated, item in ranked[: params.k]]
+
+
+def _affinity(
+    session: SessionState,
+    neighbours: Callable[[str], Sequence[tuple[str, float]]],
+    params: RankingParams,
+) -> dict[str, float]:
+    """Per neighbour of the session's items: similarity times the item's strength, summed."""
     affinity: dict[str, float] = {}
+    get = affinity.get
     for item, strength in session_strengths(session, params).items():
         for other, sim in neighbours(item)[: params.neighbours_per_item]:
-            affinity[other] = affinity.get(other, 0.0) + strength * sim
-    pop = dict(popular[: params.popular_candidates])
-    scores = _blend(_normalise(affinity), _normalise(pop), params)
-    hidden = set(unavailable(scores.keys())) | set(session.cart) | set(session.purchased)
-    seen = set(session.recent_items())
-    penalised = (
-        (item, score * (params.seen_penalty if item in seen else 1.0))
-        for item, score in scores.items()
-        if item not in hidden
-    )
-    best = heapq.nsmallest(params.k, penalised, key=lambda kv: (-kv[1], kv[0]))
-    return [ScoredItem(item, score) for item, score in best]
+            affinity[other] = get(other, 0.0) + strength * sim
+    return affinity
 
 
 def session_strengths(session: SessionState, params: RankingParams) -> dict[str, float]:
@@ -108,11 +147,16 @@ def _normalise(scores: Mapping[str, float]) -> dict[str, float]:
 
 
 def _blend(
-    affinity: Mapping[str, float], pop: Mapping[str, float], params: RankingParams
+    affinity: Mapping[str, float], popularity: Mapping[str, float], params: RankingParams
 ) -> dict[str, float]:
-    items = set(affinity) | set(pop)
-    return {
-        i: params.affinity_weight * affinity.get(i, 0.0)
-        + params.popularity_weight * pop.get(i, 0.0)
-        for i in items
-    }
+    """`affinity_weight` x affinity over its top, plus the popularity score, for every
+    candidate of either (affinity adds none if its top is not positive)."""
+    top = max(affinity.values(), default=0.0)
+    if top <= 0:
+        return dict(popularity)
+    weight = params.affinity_weight
+    parts = {item: weight * (value / top) for item, value in affinity.items()}
+    scores = {**popularity, **parts}
+    for item in parts.keys() & popularity.keys():
+        scores[item] = parts[item] + popularity[item]
+    return scores

@@ -40,7 +40,16 @@ class ProcessorState(Protocol):
         """Known catalog items among `item_ids`."""
         ...
 
-    def apply(self, changes: StateChanges) -> None: ...
+    def apply(self, changes: StateChanges) -> None:
+        """One transaction: the changes and their event ids land together or not at all."""
+        ...
+
+    def apply_all(self, transactions: Sequence[StateChanges]) -> None:
+        """Each of `transactions` as one `apply`, in order, in one round trip where it
+        matters. They must carry no session twice: sessions are stored whole, so a later
+        transaction holding a session would carry the effects of an earlier one that may
+        not have landed."""
+        ...
 
     def popular(self, segment: str, n: int) -> list[tuple[str, float]]:
         """Top `n` items of a segment by decayed interest, best first."""

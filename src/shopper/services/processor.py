@@ -1,37 +1,39 @@
-"""The stream processor: folds events into state and re-ranks dirty shoppers in micro-batches."""
+"""The stream processor: folds events into state (`state_fold`) and re-ranks dirty
+shoppers (`ranking`) in micro-batches."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import logging
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from shopper.codec import decode_event
-from shopper.domain.attribution import fold_outcome
-from shopper.domain.event import Event, EventType, StockChange, stock_change_of, subject_key
+from shopper.domain.event import Event
 from shopper.domain.features.engine import item_of
-from shopper.domain.item import Item
 from shopper.domain.ranking import top_popular
 from shopper.domain.recommendation import DEFAULT_VARIANT, RecommendationList, Source
-from shopper.domain.segment import GLOBAL_SEGMENT, popularity_segments
+from shopper.domain.segment import GLOBAL_SEGMENT
 from shopper.domain.session import SessionState
 from shopper.errors import InvalidEvent, ShopperError
 from shopper.ports.cache import RecommendationCache
 from shopper.ports.clock import Clock
 from shopper.ports.event_log import EventConsumer, EventLog, Record
 from shopper.ports.feature_store import FeatureSink
-from shopper.ports.processor_state import ProcessorState, StateChanges
+from shopper.ports.processor_state import ProcessorState
 from shopper.services.metrics import Lag, Metrics
 from shopper.services.priority import lower_this_thread
 from shopper.services.processor_stats import ProcessorStats
 from shopper.services.ranking import RankingSettings, RankingStage
+from shopper.services.state_fold import FoldedBatch, StateFold
 
 log = logging.getLogger(__name__)
 
-CO_OCCURRENCE_WINDOW = 5  # an interaction counts together with this many recent items
 IDLE_POLL_S = 0.1  # how long one poll waits for a first record when the stream is quiet
 SIMILAR_REFRESH_S = 6 * 3600.0  # similar lists are rewritten well within the LKG TTL
 REPUBLISH_FLUSH_S = 10.0  # how long a batch waits for its republished item events
@@ -52,19 +54,6 @@ class ProcessorSettings:
     # Where item events are republished keyed by item id (for the item features of a
     # feature store shared by several replicas); None: not republished.
     item_events_topic: str | None = None
-
-
-@dataclass(slots=True)
-class _Batch:
-    changes: StateChanges = field(default_factory=StateChanges)
-    dirty: dict[str, float] = field(default_factory=dict)  # subject -> earliest accept time
-    stock_changed: bool = False
-    stock: list[StockChange] = field(default_factory=list)
-    segments: set[str] = field(default_factory=set)
-    applied: list[Event] = field(default_factory=list)  # for the feature store
-    types: Counter[str] = field(default_factory=Counter)  # events applied, by type
-    impressions: int = 0  # of the events not yet in a state transaction
-    duplicates: int = 0
 
 
 class Processor:
@@ -98,6 +87,9 @@ class Processor:
         self._model_loads = 0
         self._similar_written = time.monotonic()
         self.stats = ProcessorStats()
+        self._fold = StateFold(
+            state, self.stats, settings.transaction_events, self._ranking.note_price
+        )
         self.lag: Lag = {}  # records behind per partition, as of the last micro-batch
 
     @property
@@ -108,7 +100,8 @@ class Processor:
         """Poll one micro-batch, apply it, write lists, then commit. Returns records read."""
         records = self._collect()
         if records:
-            self._process(records)
+            with collection_paused():
+                self._process(records)
         self._refresh_popular()
         if records:
             self._flush_republished()
@@ -143,47 +136,8 @@ class Processor:
     def _process(self, records: list[Record]) -> None:
         self.stats.records += len(records)
         decoded = [(r, e) for r in records if (e := self._decode(r)) is not None]
-        done = self._state.applied([e.event_id for _, e in decoded])
-        batch = _Batch()
-        subjects = {e.subject for _, e in decoded if not (e.is_catalog or _served(e))}
-        # A signed-in event's session may have a history of its own, to join the user's.
-        subjects |= {
-            subject_key(None, e.session_id)
-            for _, e in decoded
-            if e.user_id and e.session_id and not e.is_catalog
-        }
-        sessions = self._state.sessions(subjects)
-        items = self._state.items({e.item_id for _, e in decoded if e.is_catalog and e.item_id})
         self._republish_items(decoded)
-        prices = self._prices_of_purchases(decoded)
-        for record, event in decoded:
-            if event.event_id in done:
-                batch.duplicates += 1
-                if not (event.is_catalog or _served(event)):
-                    # A redelivery follows a failed batch whose list write may be lost:
-                    # re-rank from stored state, which counts nothing twice.
-                    batch.dirty.setdefault(event.subject, record.timestamp)
-                continue
-            done.add(event.event_id)
-            batch.changes.event_ids.append(event.event_id)
-            fold_outcome(batch.changes.outcomes, event, prices)
-            batch.types[event.type.value] += 1
-            if _served(event):
-                batch.impressions += 1
-                # A list served: attribution only. The shopper's list and features stand
-                # (nor does the archive keep it: it holds what features are made from).
-                continue
-            batch.applied.append(event)
-            if event.is_catalog:
-                self._apply_catalog(event, items, batch)
-            else:
-                self._sign_in(event, sessions)
-                self._apply_shopper(event, sessions[event.subject], batch)
-                batch.dirty.setdefault(event.subject, record.timestamp)
-                batch.changes.sessions[event.subject] = sessions[event.subject]
-            if len(batch.changes.event_ids) >= self._settings.transaction_events:
-                self._apply_state(batch)
-        self._apply_state(batch)
+        batch = self._fold.fold(decoded)
         self._observe_features(batch.applied)
         if batch.stock:
             # Stock events may reach the stream without the API (an inventory system
@@ -193,26 +147,14 @@ class Processor:
             # Popular lists are rewritten so they stop carrying sold-out items.
             self._pending_segments.add(GLOBAL_SEGMENT)
         self._pending_segments |= batch.segments
-        self._write_lists(batch.dirty, sessions)
+        self._write_lists(batch.dirty, batch.sessions)
         self._count(batch, dead_letters=len(records) - len(decoded))
 
-    def _count(self, batch: _Batch, dead_letters: int) -> None:
+    def _count(self, batch: FoldedBatch, dead_letters: int) -> None:
         """The micro-batch's tallies, into the stats and the metrics at once."""
         self.stats.duplicates += batch.duplicates
         if self._metrics is not None:
             self._metrics.batch_applied(batch.types, batch.duplicates, dead_letters)
-
-    def _prices_of_purchases(self, decoded: list[tuple[Record, Event]]) -> dict[str, float]:
-        """Catalog prices of the items bought without a stated price (for revenue)."""
-        wanted = {
-            e.item_id
-            for _, e in decoded
-            if e.type is EventType.PURCHASE and e.price is None and e.item_id
-        }
-        if not wanted:
-            return {}
-        items = self._state.items(wanted)
-        return {i: item.price for i, item in items.items() if item.price is not None}
 
     def _republish_items(self, decoded: list[tuple[Record, Event]]) -> None:
         """Every item event of the batch, keyed by its item, to the item-events topic.
@@ -247,19 +189,6 @@ class Processor:
         except Exception:
             log.exception("feature pipeline refused a batch of %d events", len(events))
 
-    def _apply_state(self, batch: _Batch) -> None:
-        """One state transaction: these events' effects and their ids, together. Kept short
-        (`transaction_events`), since a Redis transaction blocks the page reads that share
-        that Redis while it runs."""
-        if batch.changes.event_ids:
-            self._state.apply(batch.changes)
-            # Impressions first: `applied - impressions` (the shop's own events) is never
-            # ahead of what was applied, even to a reader on another thread.
-            self.stats.impressions += batch.impressions
-            self.stats.applied += len(batch.changes.event_ids)
-        batch.changes = StateChanges()
-        batch.impressions = 0
-
     def _decode(self, record: Record) -> Event | None:
         try:
             return decode_event(record.value)
@@ -279,43 +208,6 @@ class Processor:
         self._log.publish(self._settings.dead_letter_topic, record.key, json.dumps(letter).encode())
         log.warning(
             "dead-lettered %s/%d@%d: %s", record.topic, record.partition, record.offset, reason
-        )
-
-    def _apply_catalog(self, event: Event, items: dict[str, Item], batch: _Batch) -> None:
-        assert event.item_id is not None
-        current = items.get(event.item_id, Item(item_id=event.item_id))
-        if event.type is EventType.ITEM_UPSERT and event.item is not None:
-            updated = event.item
-        elif event.type is EventType.STOCK_CHANGE:
-            updated = replace(current, stock=event.quantity)
-        else:
-            updated = replace(current, price=event.price)
-            self._ranking.note_price(updated.item_id, current.price, event.price, event.ts)
-        items[updated.item_id] = updated
-        batch.changes.items[updated.item_id] = updated
-        batch.stock_changed = batch.stock_changed or updated.in_stock != current.in_stock
-        if (change := stock_change_of(event)) is not None:
-            batch.stock.append(change)
-
-    def _sign_in(self, event: Event, sessions: dict[str, SessionState]) -> None:
-        """An event with a user and a session first seen together: the anonymous session's
-        history, cart and purchases join the user's (once; see `SessionState.join`)."""
-        if not (event.user_id and event.session_id):
-            return
-        anonymous = sessions.get(subject_key(None, event.session_id))
-        sessions[event.subject].join(event.session_id, anonymous)
-
-    def _apply_shopper(self, event: Event, session: SessionState, batch: _Batch) -> None:
-        before = session.recent_items()[:CO_OCCURRENCE_WINDOW]
-        item = session.apply(event)
-        if item is None:
-            return
-        weight = session.recent[-1].weight
-        for segment in popularity_segments(session.country, session.device):
-            batch.changes.hits.append((segment, item, weight, event.ts))
-            batch.segments.add(segment)
-        batch.changes.co_occurrences.extend(
-            (item, other, weight) for other in before if other != item
         )
 
     def _write_lists(self, dirty: dict[str, float], sessions: dict[str, SessionState]) -> None:
@@ -372,6 +264,27 @@ class Processor:
             self._pending_segments |= {GLOBAL_SEGMENT, *self._ranking.trained_segments()}
 
 
+@contextlib.contextmanager
+def collection_paused() -> Iterator[None]:
+    """Automatic garbage collection held off while the block runs (it resumes after).
+
+    A micro-batch makes and drops objects by the hundred thousand (records, events,
+    candidates, lists) in a process that may hold every list and session it wrote (the
+    embedded cache and state). With the collector on, that churn sets off full
+    collections over all of them: a quarter to a third of the embedded processor's time.
+    Paused, the batch's garbage goes by reference counting as it is dropped, and what the
+    batch keeps is collected once, after it. The collector is process-wide: a page read
+    served meanwhile by the same process makes no reference cycles worth waiting for."""
+    if not gc.isenabled():  # someone else holds it off: theirs to resume
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 class ProcessorRunner:
     """Runs a processor's micro-batch loop on a background thread."""
 
@@ -398,8 +311,3 @@ class ProcessorRunner:
                 log.exception("processor micro-batch failed; retrying from committed offsets")
                 self.processor.rewind()
                 self._stop.wait(1.0)
-
-
-def _served(event: Event) -> bool:
-    """An impression: the API served this shopper a list."""
-    return event.type is EventType.IMPRESSION

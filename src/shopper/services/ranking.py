@@ -13,8 +13,8 @@ learned ranker, with the feature store on, has its candidates ordered by it
 from __future__ import annotations
 
 import logging
+import os
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,14 +23,14 @@ from typing import Any
 import numpy as np
 
 from shopper.domain.model import RankingModel
-from shopper.domain.ranking import RankingParams, rerank_with_session, session_strengths
-from shopper.domain.recommendation import DEFAULT_VARIANT, RecommendationList, ScoredItem, Source
-from shopper.domain.recommender import (
-    LiveInteraction,
-    build_profile,
-    recommend,
-    similar_rows,
+from shopper.domain.ranking import (
+    RankingParams,
+    popularity_scores,
+    rerank_with_popularity,
+    session_strengths,
 )
+from shopper.domain.recommendation import DEFAULT_VARIANT, RecommendationList, ScoredItem, Source
+from shopper.domain.recommender import LiveInteraction, build_profile, recommend, similar_rows
 from shopper.domain.segment import GLOBAL_SEGMENT, hour_segment, popularity_segments
 from shopper.domain.session import SessionState
 from shopper.domain.trending import trending_scores
@@ -251,8 +251,9 @@ class RankingStage:
                 else self._rank_baseline(route.sessions)
             )
             for session, (items, tier, name) in zip(route.sessions, made, strict=True):
+                # A random 128-bit id, as a UUID4's hex, at a quarter of the cost.
                 rec = RecommendationList(
-                    tuple(items), route.variant, Source.PERSONALIZED, now, uuid.uuid4().hex,
+                    tuple(items), route.variant, Source.PERSONALIZED, now, os.urandom(16).hex(),
                     tier, name,
                 )  # fmt: skip
                 lists.append((ListKey(session.subject, route.variant), rec))
@@ -361,12 +362,13 @@ class RankingStage:
         }
         candidates = {i for row in (*neighbours.values(), *popular.values()) for i, _ in row}
         sold_out = self._cache.sold_out_among(candidates)
+        scored = {s: popularity_scores(rows, self._params) for s, rows in popular.items()}
         out = []
         for session in _yielding(sessions):
-            items = rerank_with_session(
+            items = rerank_with_popularity(
                 session,
                 lambda item: neighbours.get(item, []),
-                popular[segment_of[session.subject]],
+                scored[segment_of[session.subject]],
                 lambda _: sold_out,
                 self._params,
             )
