@@ -62,7 +62,13 @@ class Config(BaseModel):
         "used while it is at most this old; else a page checks stock in Redis",
     )
     popularity_half_life_s: float = Field(3600.0, gt=0)
-    microbatch_max_events: int = Field(500, ge=1)
+    microbatch_max_events: int = Field(
+        2000,
+        ge=1,
+        description="events per micro-batch at most; a backlog is worked off in batches this "
+        "big (a shopper's events in one batch are one re-rank), live traffic in the events "
+        "of `microbatch_wait_s`",
+    )
     state_transaction_events: int = Field(
         10,
         ge=1,

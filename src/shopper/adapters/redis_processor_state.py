@@ -35,7 +35,9 @@ from shopper.ports.processor_state import StateChanges
 RESCALE_AFTER_HALF_LIVES = 500.0
 
 _OUTCOME_CHUNK = 1000  # sessions read per pipeline for the experiment report
-_VOLUME_CHUNK = 10_000  # items per ZMSCORE when reading neighbours
+# Keys or members per read command: a command runs whole, and a page read sharing the
+# Redis waits behind it; a few hundred take a fraction of a millisecond.
+_CHUNK = 500
 
 
 class RedisProcessorState:
@@ -227,10 +229,9 @@ class RedisProcessorState:
         rows: list[list[bytes]] = run_commands(self._client, reads)
         raw_ids = [i.encode() for i in item_ids]
         members = list(dict.fromkeys([*raw_ids, *(m for row in rows for m in row[::2])]))
-        chunks = range(0, len(members), _VOLUME_CHUNK)
+        chunks = range(0, len(members), _CHUNK)
         lookups: list[Command] = [
-            ("ZMSCORE", self._volume_key, *members[start : start + _VOLUME_CHUNK])
-            for start in chunks
+            ("ZMSCORE", self._volume_key, *members[start : start + _CHUNK]) for start in chunks
         ]
         scores = [v for reply in run_commands(self._client, lookups) for v in reply]
         volume = {m: _score(v) for m, v in zip(members, scores, strict=True)}
@@ -354,7 +355,11 @@ def _top_cosines(
 
 
 def _mget(client: redis.Redis, keys: list[str]) -> list[bytes | None]:
-    return cast(list[bytes | None], client.mget(keys))
+    """MGET in chunks, all in one round trip: one MGET of a whole micro-batch's keys
+    would hold up the page reads sharing that Redis for milliseconds."""
+    chunks = range(0, len(keys), _CHUNK)
+    replies = run_commands(client, [("MGET", *keys[start : start + _CHUNK]) for start in chunks])
+    return [blob for reply in replies for blob in reply]
 
 
 def _compact(data: dict[str, Any]) -> str:

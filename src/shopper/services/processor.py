@@ -47,7 +47,7 @@ class RepublishFailed(ShopperError):
 class ProcessorSettings:
     dead_letter_topic: str
     list_size: int = 50
-    max_events: int = 500
+    max_events: int = 2000
     wait_s: float = 0.05
     popular_refresh_s: float = 1.0
     transaction_events: int = 10
