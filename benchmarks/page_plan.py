@@ -8,7 +8,7 @@ from typing import Any
 
 from benchmarks import sync_baseline_app as baseline
 from benchmarks.http_load import OPEN_LOOP_CONNECTIONS, Timing
-from benchmarks.page_servers import CLIENT_CORE, LIST_SIZE, SERVER_CORE, K, cores
+from benchmarks.page_servers import CLIENT_CORE, LIST_SIZE, MACHINE_CORES, SERVER_CORE, K
 
 LEVELS = (1, 8, 32, 128)
 QUICK_LEVELS = (1, 8)
@@ -109,7 +109,7 @@ def conditions(
     return {
         "machine": {
             "cpu_count": os.cpu_count(),
-            "cores": sorted(cores()),
+            "cores": sorted(MACHINE_CORES),
             "load_average_at_start": [round(x, 2) for x in load_average],
         },
         "data": {

@@ -212,12 +212,10 @@ def running(*servers: Server) -> Iterator[list[str]]:
         stack.callback(_stop, procs)  # before the folders go
         for server, env in zip(servers, envs, strict=True):
             procs.append(subprocess.Popen([sys.executable, *server.args], env=env, stdout=DEVNULL))
-            if server.core is not None:
-                _pin_process(procs[-1].pid, server.core)
+            _place(procs[-1].pid, server.core)
         for server, proc in zip(servers, procs, strict=True):
             _wait_healthy(proc, server.url)
-            if server.core is not None:
-                _pin_process(proc.pid, server.core)  # and any thread started meanwhile
+            _place(proc.pid, server.core)  # and any thread started meanwhile
         yield [server.url for server in servers]
 
 
@@ -267,18 +265,25 @@ def _wait_healthy(proc: subprocess.Popen[bytes], url: str, timeout_s: float = 60
 
 
 def cores() -> set[int]:
-    """The cores this process may run on (empty where the OS does not say)."""
+    """The cores this thread may run on (empty where the OS does not say)."""
     return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
 
 
-def _pin_process(pid: int, core: int) -> None:
-    """Every thread of `pid` onto `core` (a thread's affinity is its own under Linux)."""
-    if core not in cores():
+# The cores this process was given, read before any thread of it is pinned: a child
+# inherits the pinned thread's affinity, so a server "left unpinned" is given these back.
+MACHINE_CORES = frozenset(cores())
+
+
+def _place(pid: int, core: int | None) -> None:
+    """Every thread of `pid` onto `core`, or onto all of MACHINE_CORES when None (a
+    thread's affinity is its own under Linux, and a child starts with its parent's)."""
+    if not MACHINE_CORES or (core is not None and core not in MACHINE_CORES):
         return
+    allowed = set(MACHINE_CORES) if core is None else {core}
     with contextlib.suppress(FileNotFoundError):
         for tid in os.listdir(f"/proc/{pid}/task"):
             with contextlib.suppress(ProcessLookupError):
-                os.sched_setaffinity(int(tid), {core})
+                os.sched_setaffinity(int(tid), allowed)
 
 
 @contextlib.contextmanager
@@ -286,7 +291,7 @@ def pinned(core: int) -> Iterator[bool]:
     """This thread on `core` while inside (False, unpinned, when the machine lacks it or
     SERVER_CORE)."""
     before = cores()
-    if core not in before or SERVER_CORE not in before:
+    if core not in MACHINE_CORES or SERVER_CORE not in MACHINE_CORES:
         yield False
         return
     os.sched_setaffinity(0, {core})

@@ -191,7 +191,12 @@ class RankingModel:
 
 def decay(age_s: Vector | float, half_life_s: float) -> Any:
     """How much a signal `age_s` old still counts, halving every `half_life_s`."""
-    return np.exp(-math.log(2) * np.maximum(age_s, 0.0) / half_life_s)
+    if isinstance(age_s, float | int):  # one age: math, not numpy's per-call overhead
+        return math.exp(-_LN2 * max(age_s, 0.0) / half_life_s)
+    return np.exp(-_LN2 * np.maximum(age_s, 0.0) / half_life_s)
+
+
+_LN2 = math.log(2)
 
 
 def scaled(scores: Vector) -> Vector:

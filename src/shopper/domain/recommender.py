@@ -10,6 +10,7 @@ is every item without a positive score: no list is padded.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -118,7 +119,7 @@ def build_profile(
     for j, weight, purchases, ts in entries:
         age = reference - ts
         # Repeats saturate: the tenth purchase of an item says less than the first.
-        strength = float(np.log1p(weight)) * decay(age, settings.interest_half_life_s)
+        strength = math.log1p(weight) * decay(age, settings.interest_half_life_s)
         interest[j] = interest.get(j, 0.0) + strength
         if purchases > 0:
             bought[j] = bought.get(j, 0.0) + purchases * decay(age, settings.own_half_life_s)
@@ -177,10 +178,22 @@ def blend_scores(
 
 
 def young_items(model: RankingModel, now: float) -> BoolArray:
-    """Items listed less than `new_item_hours` ago that had no behaviour in training."""
+    """Items listed less than `new_item_hours` ago that had no behaviour in training.
+    The last answer is kept: a micro-batch (or an evaluation step) asks it of one model
+    at one moment for every shopper. Read-only: callers must not write into it."""
+    global _young_memo
+    last = _young_memo  # one read: another thread may swap it meanwhile
+    if last is not None and last[0] is model and last[1] == now:
+        return last[2]
     age_h = (now - model.listed_at) / 3600.0
     fresh = np.nan_to_num(age_h, nan=np.inf) < model.settings.new_item_hours
-    return np.asarray(fresh & ~model.has_behaviour)
+    young = np.asarray(fresh & ~model.has_behaviour)
+    young.flags.writeable = False
+    _young_memo = (model, now, young)
+    return young
+
+
+_young_memo: tuple[RankingModel, float, BoolArray] | None = None
 
 
 def recommend(
