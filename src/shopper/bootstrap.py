@@ -30,7 +30,11 @@ from shopper.ports.event_log import EventLog
 from shopper.ports.flags import FlagClient
 from shopper.ports.model_store import ModelStore
 from shopper.ports.processor_state import ProcessorState
-from shopper.services.experiments import EXPERIMENT_REPORT_S, experiment_report_of
+from shopper.services.experiments import (
+    EXPERIMENT_REPORT_S,
+    ReportPublisher,
+    experiment_report_of,
+)
 from shopper.services.feature_pipeline import FeaturePipeline
 from shopper.services.guardrail import Guardrail
 from shopper.services.history import History
@@ -68,6 +72,7 @@ class System:
     flags: FlagClient | None = None  # experiment routing; None: everyone is the champion
     metrics: Metrics = field(default_factory=Metrics)  # the process's, for GET /metrics
     _report: tuple[float, dict[str, Any]] | None = None
+    _publishing: bool = False  # computes the experiment report and publishes it
 
     def __post_init__(self) -> None:
         probes = Probes(
@@ -127,13 +132,34 @@ class System:
         return shares
 
     def experiment_report(self, max_age_s: float = EXPERIMENT_REPORT_S) -> dict[str, Any]:
-        """The running experiment's per-variant report (GET /v1/experiments), recomputed
-        when the last one is older than `max_age_s` (its intervals resample sessions)."""
+        """The running experiment's per-variant report (GET /v1/experiments), at most
+        `max_age_s` old. A process that publishes it (`start_report_publisher`: one that
+        runs processors) computes it, its intervals resampling every session, and
+        publishes it in the processor state. Any other process (an API replica) serves the
+        one published, and computes its own only while there is none: the computation
+        would take the page path's CPU (and GIL) for a tenth of a second or more."""
         now = time.monotonic()
-        if self._report is None or now - self._report[0] > max_age_s:
-            editor = FlagFile(self.config.flags_path)
-            self._report = (now, experiment_report_of(self.flags, self.state, editor))
-        return self._report[1]
+        if self._report is not None and now - self._report[0] <= max_age_s:
+            return self._report[1]
+        if not self._publishing and (published := self.state.published_report()) is not None:
+            self._report = (now, published)
+            return published
+        report = experiment_report_of(self.flags, self.state, FlagFile(self.config.flags_path))
+        if self._publishing:
+            self.state.publish_report(report)
+        self._report = (now, report)
+        return report
+
+    def start_report_publisher(self) -> ReportPublisher:
+        """Compute and publish the experiment report every `dashboard_sample_s` on a
+        thread (stopped on close), for the API replicas that serve it."""
+        self._publishing = True
+        publisher = ReportPublisher(
+            functools.partial(self.experiment_report, 0.0), self.config.dashboard_sample_s
+        )
+        publisher.start()
+        self.closers.append(publisher.stop)
+        return publisher
 
     def start_guardrail(self) -> Guardrail | None:
         """The experiment guardrail on a thread of its own (none if `guardrail_check_s`

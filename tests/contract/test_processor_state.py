@@ -478,3 +478,15 @@ def cut_next_request_halfway(client: redis.Redis) -> None:
 
     conn.send_packed_command = cut  # type: ignore[method-assign]
     client.connection_pool.release(conn)
+
+
+def test_a_published_report_is_read_back_whole_and_replaced_by_the_next(
+    state: ProcessorState,
+) -> None:
+    assert state.published_report() is None
+    first = {"champion": "champion", "variants": [{"name": "champion", "sessions": 3}]}
+    state.publish_report(first)
+    assert state.published_report() == first
+    second = {"champion": "challenger", "variants": [], "changes": [{"reason": "guardrail"}]}
+    state.publish_report(second)
+    assert state.published_report() == second

@@ -7,6 +7,7 @@ import marshal
 import threading
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Sequence
+from typing import Any
 
 from shopper.adapters.memo import StaleMemo
 from shopper.domain.attribution import OutcomeDelta
@@ -29,6 +30,7 @@ class InMemoryProcessorState:
     ) -> None:
         self._half_life = half_life_s
         self._neighbour_memo = StaleMemo(staleness_s)
+        self._report: dict[str, Any] | None = None  # the experiment report published
         self._landmark: float | None = None
         self._applied: OrderedDict[str, None] = OrderedDict()
         self._dedup_capacity = dedup_capacity
@@ -58,6 +60,12 @@ class InMemoryProcessorState:
     def outcomes(self) -> list[SessionOutcome]:
         with self._lock:
             return [o for d in self._outcomes.values() if (o := d.outcome()) is not None]
+
+    def publish_report(self, report: dict[str, Any]) -> None:
+        self._report = report
+
+    def published_report(self) -> dict[str, Any] | None:
+        return self._report
 
     def items(self, item_ids: Iterable[str]) -> dict[str, Item]:
         with self._lock:

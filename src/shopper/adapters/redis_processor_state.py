@@ -65,6 +65,7 @@ class RedisProcessorState:
         self._segments_key = f"{prefix}hits_segments"
         self._volume_key = f"{prefix}volume"
         self._outcomes_key = f"{prefix}outcomes"  # session -> last change, for the report
+        self._report_key = f"{prefix}experiment_report"  # published by a processor process
         self._neighbours = client.register_script(NEIGHBOURS_LUA)
         # The processor asks for neighbours once per recent item and for popularity once per
         # shopper; as in the in-memory state, an answer is reused for `staleness_s`.
@@ -176,6 +177,14 @@ class RedisProcessorState:
                         )
                     )
         return out
+
+    def publish_report(self, report: dict[str, Any]) -> None:
+        # Kept as long as the sessions it counts; replaced by the next one.
+        self._client.set(self._report_key, orjson.dumps(report), px=self._session_ms)
+
+    def published_report(self) -> dict[str, Any] | None:
+        blob = cast(bytes | None, self._client.get(self._report_key))
+        return cast(dict[str, Any], orjson.loads(blob)) if blob is not None else None
 
     def _outcome_commands(self, outcomes: dict[str, OutcomeDelta]) -> list[Command]:
         """Each session's delta onto its hash (counters add up; the first variant

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from shopper.domain.attribution import OutcomeDelta
 from shopper.domain.experiment_stats import SessionOutcome
@@ -68,4 +68,13 @@ class ProcessorState(Protocol):
     def outcomes(self) -> list[SessionOutcome]:
         """Every session shown a list (its variant known), with what it did since; kept
         as long as sessions are."""
+        ...
+
+    def publish_report(self, report: dict[str, Any]) -> None:
+        """Keep the experiment report computed from `outcomes()`, for processes that do
+        not compute it (API replicas: its resampling would hold up their pages)."""
+        ...
+
+    def published_report(self) -> dict[str, Any] | None:
+        """The last report published (None: none yet, or it expired)."""
         ...

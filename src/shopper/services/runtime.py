@@ -90,6 +90,8 @@ def serve(config: Config, host: str, port: int, role: str, workers: int = 1) -> 
             system.features.start()
         if role in ("processor", "all"):
             system.start_guardrail()
+            # The experiment report is computed here and published for the API replicas.
+            system.start_report_publisher()
         if role == "processor":
             # A processor is background work: where it shares a machine with API replicas,
             # Redis or the broker (a small deployment, the demo), the page path runs first.
