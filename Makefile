@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: install demo test lint typecheck unit bench bench-quick bench-report serve clean chromium
+.PHONY: install demo test chaos lint typecheck unit bench bench-quick bench-report serve clean chromium
 
 install: $(STAMP)
 
@@ -31,6 +31,12 @@ typecheck: install
 test: lint typecheck chromium
 	$(BIN)/pytest
 
+# The fault scenarios alone (issue 12): real processes, a Redis of the test's own and the
+# tansu broker, each broken and recovered under traffic; prints the table (README,
+# "Readiness and faults").
+chaos: install
+	$(BIN)/pytest -m chaos -s tests/chaos
+
 # The browser tests drive Debian's chromium (Playwright's own browser download is not
 # reachable here); installed when missing where this runs as root with apt-get.
 chromium:
@@ -46,9 +52,9 @@ bench: install
 bench-quick: install
 	$(BIN)/python -m benchmarks --quick --out .shopper/bench-quick
 
-# The plots and latest.md again from the saved bench/results/latest.json.
+# The plots and latest.md again from the saved bench/results/latest.json, and the README's figures.
 bench-report: install
-	$(BIN)/python -m benchmarks.report bench/results/latest.json
+	$(BIN)/python -m benchmarks.report bench/results/latest.json --readme README.md
 
 clean:
 	rm -rf $(VENV) .shopper .pytest_cache .mypy_cache .ruff_cache

@@ -46,6 +46,7 @@ from typing import Any
 import httpx
 
 from benchmarks import processor_max, processor_states, sold_out
+from benchmarks.bench_keys import ADMIN, INGEST
 from benchmarks.cache import delete_prefix
 from benchmarks.http_load import Timing, run_async
 from benchmarks.page_servers import CLIENT_CORE, SERVER_CORE, Server, pinned, running
@@ -59,7 +60,7 @@ from benchmarks.shop_traffic import (
     cpu_shares,
     send,
 )
-from benchmarks.workload import shopper_events
+from benchmarks.workload import catalog_events, shopper_events
 from shopper.domain.stats import percentile
 from shopper.services.runtime import free_port
 
@@ -235,7 +236,8 @@ def _under_events(api: str, ops: str, plan: Plan, tag: str) -> dict[str, Any]:
 def _wait_consuming(api: str, ops: str, tag: str, timeout_s: float = 90.0) -> None:
     """Until the processor at `ops` applies events (a backlog's first, maybe)."""
     shopper = f"{tag}-warm-up"
-    httpx.post(f"{api}/v1/events", json=[_view(shopper, "i0", f"{shopper}-1")]).raise_for_status()
+    first = [_view(shopper, "i0", f"{shopper}-1")]
+    httpx.post(f"{api}/v1/events", json=first, headers=INGEST).raise_for_status()
     deadline = time.monotonic() + timeout_s
     while applied_events(ops) == 0:
         if time.monotonic() > deadline:
@@ -255,7 +257,10 @@ def _timed(took: dict[str, float], name: str, section: Callable[..., Any], *args
 def _wait_live(api: str, tag: str, timeout_s: float = 90.0) -> None:
     """One event through the whole pipeline (a new consumer first joins its group)."""
     shopper = f"{tag}-warm-up"
-    with httpx.Client(base_url=api, timeout=10) as http:
+    with httpx.Client(base_url=api, timeout=10, headers=INGEST) as http:
+        # Only catalog items are recommended: the shop's catalog first, with the admin token.
+        catalog = catalog_events(ITEMS)
+        http.post("/v1/events", json=catalog, headers=ADMIN).raise_for_status()
         http.post("/v1/events", json=[_view(shopper, "i0", f"{shopper}-1")]).raise_for_status()
         deadline = time.monotonic() + timeout_s
         while _get_page(http, shopper)["source"] != "personalized":

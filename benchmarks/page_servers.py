@@ -28,6 +28,7 @@ from subprocess import DEVNULL
 
 import redis
 
+from benchmarks.bench_keys import SERVER_ENV
 from benchmarks.http_load import run_async
 from shopper.adapters.redis_cache import RedisRecommendationCache
 from shopper.adapters.system_clock import SystemClock
@@ -204,7 +205,9 @@ def running(*servers: Server) -> Iterator[list[str]]:
     # Only this run's settings: none of the caller's SHOPPER_* (a config file, flags...).
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SHOPPER_")}
     with contextlib.ExitStack() as stack:
-        envs = [{**clean, **server.env, "OPENBLAS_NUM_THREADS": "1"} for server in servers]
+        envs = [
+            {**clean, **SERVER_ENV, **server.env, "OPENBLAS_NUM_THREADS": "1"} for server in servers
+        ]
         for server, env in zip(servers, envs, strict=True):
             if server.data_dir_env:
                 env[server.data_dir_env] = stack.enter_context(tempfile.TemporaryDirectory())

@@ -134,13 +134,51 @@ def _num(value: float, digits: int) -> str:
 
 
 def to_markdown(results: dict[str, Any], plots: list[tuple[str, str]] | None = None) -> str:
-    """The README's performance section, from saved results; `plots`: (title, link)."""
-    parts = [_heading(results), _check_table(checks(results))]
-    for section in (_page_section, _freshness_section, _states_section, _processor_section):
-        parts.extend(section(results))
+    """`latest.md`, from saved results; `plots`: (title, link)."""
+    parts = [_heading(results), *_summary(results)]
     parts.extend(f"![{title}]({link})\n" for title, link in plots or [])
     parts.extend(_conditions(results))
     return "\n".join(parts)
+
+
+def _summary(results: dict[str, Any]) -> list[str]:
+    """The must-show checks and every section's table."""
+    parts = [_check_table(checks(results))]
+    for section in (_page_section, _freshness_section, _states_section, _processor_section):
+        parts.extend(section(results))
+    return parts
+
+
+README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def update_readme(readme: Path, results_path: Path) -> None:
+    """The README's performance figures (between README_START and README_END) replaced by
+    the saved results' checks and tables, the conditions left to `latest.md`."""
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        raise SystemExit(f"{readme} has no {README_START} ... {README_END} block to replace")
+    results = json.loads(results_path.read_text())
+    link = Path(os.path.relpath(results_path.resolve(), readme.resolve().parent)).as_posix()
+    m = results.get("machine") or {}
+    commit = (m.get("git_commit") or "unknown")[:10]
+    dirty = " with uncommitted changes" if m.get("git_dirty") else ""
+    run = dig(results, "conditions", "run") or "make bench"
+    lead = (
+        f"The last run: `{run}` on {m.get('date', 'an unknown date')}, commit `{commit}`{dirty}"
+        f", {m.get('cpu_count', '?')} cores ({m.get('cpu_model', 'unknown CPU')}){_load(m)}; "
+        f"how each figure was taken: [`{link.removesuffix('.json')}.md`]"
+        f"({link.removesuffix('.json')}.md).\n"
+    )
+    block = "\n".join([lead, *(_demoted(part) for part in _summary(results))])
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    readme.write_text(f"{head}{README_START}\n{block}\n{README_END}{tail}")
+
+
+def _demoted(part: str) -> str:
+    """A section's `###` heading as `####`: under the README's own `## Benchmarks`."""
+    return part.replace("### ", "#### ", 1) if part.startswith("### ") else part
 
 
 def _heading(results: dict[str, Any]) -> str:
@@ -368,8 +406,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--image-prefix", default="", help="what image links start with, e.g. bench/results/"
     )
+    parser.add_argument(
+        "--readme",
+        type=Path,
+        help=f"also put the checks and tables into this README, between {README_START} "
+        f"and {README_END}",
+    )
     args = parser.parse_args(argv)
     print(render(args.results, args.image_prefix))
+    if args.readme is not None:
+        update_readme(args.readme, args.results)
+        print(args.readme)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from typing import Any
 
 import httpx
 
+from benchmarks.bench_keys import INGEST
 from benchmarks.http_load import run_async
 from benchmarks.workload import shopper_events
 from shopper.domain.stats import percentile
@@ -55,7 +56,7 @@ def pool_page(n: int, pool: str = "", k: int = 10, shown: bool = True) -> str:
 
 def client(api: str) -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    return httpx.AsyncClient(base_url=api, timeout=30, limits=limits)
+    return httpx.AsyncClient(base_url=api, timeout=30, limits=limits, headers=INGEST)
 
 
 async def send(http: httpx.AsyncClient, method: str, path: str, **kwargs: Any) -> httpx.Response:

@@ -50,13 +50,13 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(name)s %(message)s"
     )
+    # As shopper.services.runtime.serve does for role=processor.
+    os.nice(BACKGROUND_NICENESS)
     system = build_system(load_config(os.environ))
     try:
-        # As shopper.services.runtime.serve does for role=processor.
         if system.features is not None:
             system.features.start()
         system.start_guardrail()
-        os.nice(BACKGROUND_NICENESS)
         sys.setswitchinterval(0.001)
         processor = system.processor()
         slow_down(processor, args.slowdown)

@@ -10,6 +10,22 @@ import httpx
 
 from shopper.bootstrap import System
 
+# The keys of the `shopper serve` processes the tests start (SERVER_KEYS_ENV in their
+# environment); in-process systems have keys of their own (`System.keys`, `keyed`).
+TEST_ADMIN_TOKEN = "test-admin-token-0123456789"
+TEST_INGEST_KEY = "test-ingest-key-0123456789"
+SERVER_KEYS_ENV = {"SHOPPER_ADMIN_TOKEN": TEST_ADMIN_TOKEN, "SHOPPER_INGEST_KEY": TEST_INGEST_KEY}
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+def keyed(system: System) -> dict[str, str]:
+    """Headers with the system's admin token, which takes every route: what the shared
+    test clients send. Tests of the keys themselves send other headers per request."""
+    return bearer(system.keys.admin)
+
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,13 +22,16 @@ from shopper.adapters.memory_processor_state import InMemoryProcessorState
 from shopper.adapters.system_clock import SystemClock
 from shopper.api.app import create_app, create_ops_app
 from shopper.api.page_route import PageRoute
+from shopper.api.readiness import Check, lag_check
 from shopper.config import Config
 from shopper.domain.guardrail import GuardrailRule
+from shopper.domain.segment import SegmentPolicy
 from shopper.errors import ConfigError
 from shopper.feature_wiring import build_feature_pipeline
+from shopper.keys import ApiKeys
 from shopper.ports.cache import PageCache, RecommendationCache
 from shopper.ports.clock import Clock
-from shopper.ports.event_log import EventLog
+from shopper.ports.event_log import EventConsumer, EventLog
 from shopper.ports.flags import FlagClient
 from shopper.ports.model_store import ModelStore
 from shopper.ports.processor_state import ProcessorState
@@ -42,6 +47,7 @@ from shopper.services.ingest import EventIngest
 from shopper.services.learned_ranking import LearnedFeatures
 from shopper.services.metrics import Lag, Metrics, Probes
 from shopper.services.page_log import PageLog
+from shopper.services.priority import PAGES_SERVED_HERE
 from shopper.services.processor import (
     Processor,
     ProcessorRunner,
@@ -50,6 +56,10 @@ from shopper.services.processor import (
 from shopper.services.processor_stats import summarize_stats
 from shopper.services.ranking import RankingSettings, RankingStage, ranking_stats
 from shopper.services.serving import RecommendationReader
+from shopper.services.state_rebuild import StateRebuild, replay
+
+# A processor further behind than this (records, over its partitions) is not ready.
+READY_MAX_LAG = 100_000
 
 
 @dataclass
@@ -71,6 +81,9 @@ class System:
     models: ModelStore | None = None  # trained model versions; None: the baseline ranker
     flags: FlagClient | None = None  # experiment routing; None: everyone is the champion
     metrics: Metrics = field(default_factory=Metrics)  # the process's, for GET /metrics
+    # GET /readyz's checks of the stream and the cache (the processor's is added by app())
+    readiness: dict[str, Check] = field(default_factory=dict)
+    _rebuild: StateRebuild | None = None  # watches the processor state (Redis) for a loss
     _report: tuple[float, dict[str, Any]] | None = None
     _publishing: bool = False  # computes the experiment report and publishes it
 
@@ -80,7 +93,20 @@ class System:
         )
         self.metrics.watch(probes)
 
+    @functools.cached_property
+    def segments(self) -> SegmentPolicy:
+        """The popularity segments counted (any other value: `other`)."""
+        return SegmentPolicy.of(self.config.segment_countries, self.config.segment_devices)
+
+    @functools.cached_property
+    def keys(self) -> ApiKeys:
+        """The API keys this process takes: the configured ones; an admin token or ingest
+        key not configured is a random one (`keys.with_keys` fills them in first where a
+        client must know them)."""
+        return ApiKeys.of(self.config)
+
     def app(self) -> PageRoute:
+        PAGES_SERVED_HERE.set()  # background work here now hands the GIL to page reads
         self.metrics.start()  # samples gauges on a thread with several processes only
         pages = PageLog(window_s=self.config.dashboard_sample_s)
         # The dashboard's history of this API process: sampled on a thread until close().
@@ -99,12 +125,28 @@ class System:
             history=history,
             pages=pages,
             metrics=self.metrics,
+            keys=self.keys,
+            max_body_bytes=self.config.max_body_bytes,
+            readiness=self._readiness(),
         )
 
     def ops_app(self) -> FastAPI:
         """Health, counters and metrics only: what a processor-only process serves."""
         self.metrics.start()
-        return create_ops_app(self._health(), self.processor_stats, self.metrics)
+        return create_ops_app(self._health(), self.processor_stats, self.metrics, self._readiness())
+
+    def _readiness(self) -> dict[str, Check]:
+        """The dependencies' checks, and the processors' lag where processors run here."""
+        if not self.runners:
+            return self.readiness
+        behind = lag_check(self._lag, READY_MAX_LAG)
+
+        def processor() -> str | None:
+            if any(runner.failing for runner in self.runners):
+                return "micro-batches failing (retried from the committed offsets)"
+            return behind()
+
+        return {**self.readiness, "processor": processor}
 
     def _health(self) -> dict[str, str]:
         return {"stream": _scheme(self.config.stream_url), "cache": _scheme(self.config.cache_url)}
@@ -174,10 +216,13 @@ class System:
         self.closers.append(guardrail.stop)
         return guardrail
 
-    def processor(self) -> Processor:
-        """A new member of the processor consumer group."""
+    def processor(self, consumer: EventConsumer | None = None) -> Processor:
+        """A new member of the processor consumer group (or a processor reading what
+        `consumer` reads)."""
         c = self.config
-        consumer = self.event_log.subscribe([c.events_topic, c.catalog_topic], c.processor_group)
+        if consumer is None:
+            topics = [c.events_topic, c.catalog_topic]
+            consumer = self.event_log.subscribe(topics, c.processor_group)
         settings = ProcessorSettings(
             dead_letter_topic=c.dead_letter_topic,
             list_size=c.list_size,
@@ -188,6 +233,7 @@ class System:
             item_events_topic=(
                 c.item_events_topic if self.features is not None and self.replicated else None
             ),
+            segments=self.segments,
         )
         ranking = RankingStage(
             self.state,
@@ -203,6 +249,7 @@ class System:
                 c.feature_log_sample,
                 c.ranker_feature_wait_s,
                 c.shadow_log_sample,
+                self.segments,
             ),
             self.models,
             self._learned_features(),
@@ -236,15 +283,37 @@ class System:
             lambda: pipeline.pushes,
         )
 
+    def replay_catalog(self, stop: threading.Event) -> int:
+        """Fold the whole catalog topic in again (a consumer group of its own, from the
+        start): the processor state lost it (services/state_rebuild.py)."""
+        c = self.config
+        group = f"{c.processor_group}.rebuild.{uuid.uuid4().hex[:8]}"
+        consumer = self.event_log.subscribe([c.catalog_topic], group, from_start=True)
+        return replay(self.processor(consumer), stop)
+
+    def _watch_state(self) -> None:
+        """Where the processor state can be lost (Redis), rebuild its catalog when it is."""
+        if self._rebuild is not None or _scheme(self.config.cache_url) not in ("redis", "rediss"):
+            return
+        from shopper.adapters.redis_state_marker import RedisStateMarker
+
+        marker = RedisStateMarker(self.config.cache_url, self.config.redis_key_prefix)
+        self._rebuild = StateRebuild(marker, self.replay_catalog)
+        self._rebuild.start()
+        self.closers += [self._rebuild.stop, marker.close]
+
     def start_processor(self, niceness: int = 0) -> ProcessorRunner:
         """Run a processor on a background thread; `niceness` > 0 lowers its OS priority
         (when it shares the process with the API)."""
         runner = ProcessorRunner(self.processor(), niceness)
+        self._watch_state()
         runner.start()
         self.runners.append(runner)
         return runner
 
     def close(self) -> None:
+        if self._rebuild is not None:  # before the stream it reads closes
+            self._rebuild.stop()
         for runner in self.runners:
             runner.stop()
         self.runners.clear()
@@ -275,11 +344,18 @@ def build_system(
     closers: list[Callable[[], None]] = []
     cache, state, pages = _cache_and_state(config, clock, closers)
     ingest = EventIngest(
-        event_log, cache, config.events_topic, config.catalog_topic, config.max_batch
+        event_log,
+        cache,
+        config.events_topic,
+        config.catalog_topic,
+        config.max_batch,
+        clock,
+        config.max_event_skew_s,
     )
     flags = flags or flag_client(config)
     closers.append(flags.close)
-    reader = RecommendationReader(cache, clock, flags, pages)
+    segments = SegmentPolicy.of(config.segment_countries, config.segment_devices)
+    reader = RecommendationReader(cache, clock, flags, pages, segments)
     features = build_feature_pipeline(config, event_log if replicated else None)
     return System(
         config,
@@ -294,7 +370,19 @@ def build_system(
         replicated=replicated,
         models=models if models is not None else _model_store(config),
         flags=flags,
+        readiness=_readiness_checks(event_log, pages),
     )
+
+
+def _readiness_checks(event_log: EventLog, pages: PageCache | None) -> dict[str, Check]:
+    """Each dependency's readiness check, where its adapter has one (the embedded ones,
+    in process, are always ready)."""
+    checks: dict[str, Check] = {}
+    for name, adapter in (("stream", event_log), ("cache", pages)):
+        check = getattr(adapter, "readiness", None)
+        if callable(check):
+            checks[name] = check
+    return checks
 
 
 def _model_store(config: Config) -> ModelStore:
@@ -306,7 +394,9 @@ def _model_store(config: Config) -> ModelStore:
 def _event_log(config: Config) -> EventLog:
     scheme = _scheme(config.stream_url)
     if scheme == "memory":
-        return InMemoryEventLog(partitions=config.partitions)
+        return InMemoryEventLog(
+            config.partitions, config.memory_stream_retention_s, config.memory_stream_max_records
+        )
     if scheme == "kafka":
         # Imported here: embedded mode must not need confluent-kafka (the module raises
         # MissingExtra when it is not installed).
@@ -342,7 +432,13 @@ def _cache_and_state(
     scheme = _scheme(config.cache_url)
     if scheme == "memory":
         cache = InMemoryRecommendationCache(clock, config.fresh_ttl_s, config.lkg_ttl_s)
-        return cache, InMemoryProcessorState(config.popularity_half_life_s), None
+        state = InMemoryProcessorState(
+            config.popularity_half_life_s,
+            clock=clock,
+            session_ttl_s=config.session_ttl_s,
+            dedup_ttl_s=config.dedup_ttl_s,
+        )
+        return cache, state, None
     if scheme in ("redis", "rediss"):
         from shopper.errors import MissingExtra
 
@@ -370,7 +466,13 @@ def _cache_and_state(
         )
         closers.append(client.close)
         # Connects on the first page read, on the API's event loop: none in a processor.
-        pages = RedisPageCache(config.cache_url, prefix, config.page_near_cache_max_age_s)
+        pages = RedisPageCache(
+            config.cache_url,
+            prefix,
+            config.page_near_cache_max_age_s,
+            page_timeout_s=config.page_redis_timeout_s,
+            fallback_max_age_s=config.page_fallback_max_age_s,
+        )
         return redis_cache, redis_state, pages
     raise ConfigError(
         f"unknown cache URL scheme {scheme!r} in {config.cache_url!r}; "
@@ -390,7 +492,9 @@ def flag_client(config: Config) -> FlagClient:
 
     daemon = config.flagd_address
     if daemon is None:
-        return OpenFeatureFlagClient(FlagFileSource(config.flags_path))
+        return OpenFeatureFlagClient(
+            FlagFileSource(config.flags_path), cache_ttl_s=config.session_ttl_s
+        )
     from shopper.adapters.flagd_daemon import FlagdDaemonSource
 
-    return OpenFeatureFlagClient(FlagdDaemonSource(*daemon))
+    return OpenFeatureFlagClient(FlagdDaemonSource(*daemon), cache_ttl_s=config.session_ttl_s)

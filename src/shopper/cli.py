@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import SecretStr
 
 from shopper.cli_common import (
+    AdminToken,
     CacheUrl,
     ConfigFile,
     DataDir,
+    IngestKey,
     StreamUrl,
     _config,
     _fail,
@@ -43,6 +46,7 @@ def serve(
     config_file: ConfigFile = None,
 ) -> None:
     """Run the HTTP API and/or the stream processor."""
+    from shopper.keys import with_keys
     from shopper.services.runtime import serve as run_serve
 
     logging.basicConfig(
@@ -50,6 +54,8 @@ def serve(
     )
     config = _config(config_file, stream_url=stream_url, cache_url=cache_url, data_dir=data_dir)
     try:
+        if role is not Role.processor:
+            config = with_keys(config)  # the configured keys, else the data folder's
         run_serve(config, host=host, port=port, role=role.value, workers=workers)
     except ShopperError as exc:
         raise _fail(exc) from None
@@ -95,6 +101,9 @@ def demo(
     from shopper.demo.report import render_report
     from shopper.demo.runner import DemoOptions, run_demo
 
+    # Where the API keys are (never a key), on stderr; other records as Python's default.
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("shopper.keys").setLevel(logging.INFO)
     config = _config(
         config_file,
         stream_url=stream_url,
@@ -126,6 +135,8 @@ def show_config(config_file: ConfigFile = None) -> None:
     config = _config(config_file)
     for name, field in Config.model_fields.items():
         value = getattr(config, name)
+        if isinstance(value, SecretStr):
+            value = "(set; `shopper keys` prints it)"
         note = f"  # {field.description}" if field.description else ""
         typer.echo(f"{name} = {json.dumps(str(value) if isinstance(value, Path) else value)}{note}")
 
@@ -154,19 +165,26 @@ def load(
     items: Annotated[
         bool, typer.Option("--items", help="the file holds catalog items, not events")
     ] = False,
+    admin_token: AdminToken = None,
+    ingest_key: IngestKey = None,
+    data_dir: DataDir = None,
+    config_file: ConfigFile = None,
 ) -> None:
     """Post a file of events (or catalog items), or a shipped data set, to a running API in
     batches; print one JSON result. Exits 1 if the API rejected any record."""
-    from shopper.loader import load_dataset, load_file
+    from shopper.keys import client_keys
+    from shopper.loader import Keys, load_dataset, load_file
 
     _check_load_source(path, dataset, max_events, items)
     try:
+        config = _config(config_file, data_dir=data_dir)
+        keys = Keys(*client_keys(config, admin_token, ingest_key))
         if dataset is not None:
-            result = load_dataset(dataset, api, batch=batch, max_events=max_events)
+            result = load_dataset(dataset, api, batch=batch, max_events=max_events, keys=keys)
             rejected = result["items"]["rejected"] + result["events"]["rejected"]
         else:
             assert path is not None
-            result = load_file(path, api, batch=batch, items=items)
+            result = load_file(path, api, batch=batch, items=items, keys=keys)
             rejected = result["rejected"]
     except ShopperError as exc:
         raise _fail(exc) from None
@@ -258,6 +276,7 @@ def features_check_skew(
 
 # The model and experiment commands register themselves on `app` when imported.
 import shopper.cli_experiment  # noqa: E402
+import shopper.cli_keys  # noqa: E402
 import shopper.cli_models  # noqa: E402, F401
 from shopper import cli_rehearse  # noqa: E402, F401
 

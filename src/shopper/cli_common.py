@@ -67,6 +67,26 @@ ModelDir = Annotated[
                  "default DATA_DIR/models]"),
 ]  # fmt: skip
 Json = Annotated[bool, typer.Option("--json", help="print one JSON object; no progress bar")]
+# A client's keys (README, "Keys"); unset: the configured ones, else the keys file of the
+# data folder (a local `shopper serve`'s).
+AdminToken = Annotated[
+    str | None,
+    typer.Option(
+        "--admin-token",
+        envvar="SHOPPER_ADMIN_TOKEN",
+        show_envvar=True,
+        help="the API's admin token (catalog, stock and price changes)",
+    ),
+]
+IngestKey = Annotated[
+    str | None,
+    typer.Option(
+        "--ingest-key",
+        envvar="SHOPPER_INGEST_KEY",
+        show_envvar=True,
+        help="the API's ingest key (behaviour events)",
+    ),
+]
 
 
 def _config(config_file: Path | None = None, **overrides: Any) -> Config:

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from shopper.cli_common import Json, _fail, app
+from shopper.cli_common import AdminToken, DataDir, IngestKey, Json, _config, _fail, app
 from shopper.errors import ShopperError
 
 PHASES = ("warmup", "ramp", "hold", "cooldown")  # as rehearsal.plan.PHASES (numpy-free here)
@@ -72,21 +72,29 @@ def rehearse(
         ),
     ] = None,
     as_json: Json = False,
+    admin_token: AdminToken = None,
+    ingest_key: IngestKey = None,
+    data_dir: DataDir = None,
 ) -> None:
     """Rehearse a peak day: ramp a running deployment to a profile's peak rate while items
     sell out and one goes viral, and report page latency, freshness, sold-out items served
     and the fallback share. Exits 2 if the target cannot be reached."""
+    from shopper.keys import client_keys
     from shopper.rehearsal.driver import RehearsalOptions, run_rehearsal
     from shopper.rehearsal.plan import Plan
     from shopper.rehearsal.profile import load_profile
 
     limits = _limits(fail_on or [])
+    # Unset: the configured keys, else the keys file of a local `shopper serve`.
+    admin_token, ingest_key = client_keys(_config(data_dir=data_dir), admin_token, ingest_key)
     options = RehearsalOptions(
         target=target.rstrip("/"),
         concurrency=concurrency,
         timeout_s=timeout,
         ready_timeout_s=ready_timeout,
         retire=retire,
+        admin_token=admin_token,
+        ingest_key=ingest_key,
     )
     try:
         spec = load_profile(profile).scaled(seconds, rate_scale)

@@ -8,11 +8,22 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from shopper.errors import ConfigError
 
 ENV_PREFIX = "SHOPPER_"
+SECRET_FIELDS = ("admin_token", "ingest_key", "read_key")
+MIN_KEY_LENGTH = 16
 
 
 class Config(BaseModel):
@@ -25,6 +36,18 @@ class Config(BaseModel):
     data_dir: Path = Path(".shopper")
     topic_prefix: str = "shopper."
     partitions: int = Field(4, ge=1)
+    memory_stream_retention_s: float = Field(
+        3600.0,
+        gt=0,
+        description="how long the embedded stream (stream_url memory://) keeps a record, as "
+        "a Kafka topic's retention.ms; a consumer further behind skips to the oldest kept",
+    )
+    memory_stream_max_records: int = Field(
+        100_000,
+        ge=1,
+        description="records the embedded stream keeps per partition at most, the oldest "
+        "dropped first (a bound on its memory: about 0.5 KB a record)",
+    )
     spool_max_events: int = Field(
         100_000, ge=1, description="events held in memory while the broker is away (Kafka)"
     )
@@ -47,6 +70,12 @@ class Config(BaseModel):
     default_k: int = Field(10, ge=1, description="items served when the page does not say")
     max_k: int = Field(100, ge=1)
     max_batch: int = Field(1000, ge=1, description="events per POST /v1/events")
+    max_body_bytes: int = Field(
+        1 << 20,
+        ge=1024,
+        description="bytes of a request body at most (1 MiB); a bigger one is refused with "
+        "413 before it is read",
+    )
     dashboard_sample_s: float = Field(
         5.0,
         gt=0,
@@ -61,7 +90,35 @@ class Config(BaseModel):
         description="the API's copy of the sold-out set and popular lists (Redis) is "
         "used while it is at most this old; else a page checks stock in Redis",
     )
+    page_redis_timeout_s: float = Field(
+        0.025,
+        gt=0,
+        description="how long a page read waits for Redis before answering from the API's "
+        "copy of the popular lists and sold-out set (README, Readiness and faults)",
+    )
+    page_fallback_max_age_s: float = Field(
+        300.0,
+        gt=0,
+        description="while Redis is down, pages are answered from that copy while it is at "
+        "most this old; older, they get an empty list",
+    )
     popularity_half_life_s: float = Field(3600.0, gt=0)
+    max_event_skew_s: float = Field(
+        300.0,
+        ge=0,
+        description="an event whose ts is further ahead of the server's clock than this "
+        "is rejected (422, with the reason); older events are taken, as history",
+    )
+    segment_countries: list[str] | None = Field(
+        None,
+        description="country codes with a popularity segment of their own (any other "
+        "counts as country:other); unset: every ISO 3166-1 alpha-2 code",
+    )
+    segment_devices: list[str] = Field(
+        ["desktop", "mobile", "tablet", "app"],
+        description="device kinds with a popularity segment of their own (any other "
+        "counts as device:other)",
+    )
     microbatch_max_events: int = Field(
         2000,
         ge=1,
@@ -82,7 +139,7 @@ class Config(BaseModel):
     redis_key_prefix: str = Field("shopper:", description="prefix of every key shopper writes")
     session_ttl_s: float = Field(7 * 86400.0, gt=0, description="idle time a session is kept")
     dedup_ttl_s: float = Field(
-        3600.0, gt=0, description="how long applied event ids are remembered (Redis)"
+        3600.0, gt=0, description="how long applied event ids are remembered"
     )
     co_occurrence_cap: int = Field(
         500, ge=1, description="co-occurrence counts kept per item (Redis), trimmed at twice"
@@ -192,6 +249,27 @@ class Config(BaseModel):
         ge=0,
         description="items younger than this are scored content-based until they have behaviour",
     )
+    # API keys (README, "Keys"): SecretStr, so no repr, log or error shows them.
+    admin_token: SecretStr | None = Field(
+        None,
+        description="API key for catalog, stock and price changes (and everything else); "
+        "unset: generated into data_dir/keys.toml by `shopper serve`",
+    )
+    ingest_key: SecretStr | None = Field(
+        None,
+        description="API key for behaviour events (the shop's frontend or tag server); "
+        "unset: generated into data_dir/keys.toml by `shopper serve`",
+    )
+    read_key: SecretStr | None = Field(
+        None,
+        description="API key the reads need (recommendations, similar, experiments, "
+        "dashboard series); unset: reads are open",
+    )
+    secrets_file: Path | None = Field(
+        None,
+        description="a TOML file of admin_token, ingest_key and read_key, read after the "
+        "config file (SHOPPER_* variables and flags still win); keep it mode 0600",
+    )
 
     @property
     def models_folder(self) -> Path:
@@ -225,6 +303,24 @@ class Config(BaseModel):
         elif url is not None:
             _flags_file_of(url)
         return url
+
+    @field_validator(*SECRET_FIELDS)
+    @classmethod
+    def _check_key(cls, key: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if key is not None and len(key.get_secret_value()) < MIN_KEY_LENGTH:
+            raise ConfigError(
+                f"invalid configuration: {info.field_name} is shorter than "
+                f"{MIN_KEY_LENGTH} characters; `shopper keys --new` prints a good one"
+            )
+        return key
+
+    @field_validator("segment_countries", "segment_devices", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        """A list, or comma-separated text (as an environment variable holds it)."""
+        if isinstance(value, str):
+            return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
 
     @model_validator(mode="after")
     def _one_flag_file(self) -> Config:
@@ -274,11 +370,16 @@ def load_config(
     path = config_file or (Path(env["SHOPPER_CONFIG"]) if env.get("SHOPPER_CONFIG") else None)
     if path is not None:
         values.update(_read_toml(path))
+    later: dict[str, Any] = {}
     for name in Config.model_fields:
         key = ENV_PREFIX + name.upper()
         if key in env:
-            values[name] = env[key]
-    values.update({k: v for k, v in overrides.items() if v is not None})
+            later[name] = env[key]
+    later.update({k: v for k, v in overrides.items() if v is not None})
+    secrets = later.get("secrets_file", values.get("secrets_file"))
+    if secrets is not None:
+        values.update(read_secrets(Path(secrets)))
+    values.update(later)
     try:
         return Config(**values)
     except ValidationError as exc:
@@ -324,6 +425,19 @@ def _flags_file_of(url: str) -> Path | None:
             f"invalid configuration: flags_url {url!r} is not a flags URL; {_FLAGS_URL_FORMS}"
         )
     return Path(parts.path) if parts.path.strip("/") else None
+
+
+def read_secrets(path: Path) -> dict[str, Any]:
+    """The keys of a secrets file (TOML: `admin_token`, `ingest_key`, `read_key`, at the
+    top or in a [shopper] table); anything else in it is an error."""
+    section = _read_toml(path)
+    unknown = sorted(set(section) - set(SECRET_FIELDS))
+    if unknown:
+        raise ConfigError(
+            f"secrets file {path}: unknown setting(s) {', '.join(unknown)}; "
+            f"it holds {', '.join(SECRET_FIELDS)}"
+        )
+    return section
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

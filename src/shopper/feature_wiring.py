@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -16,6 +17,7 @@ from shopper.ports.event_archive import EventArchive
 from shopper.ports.event_log import EventLog
 from shopper.ports.feature_store import FeatureLog, FeatureStore
 from shopper.services.feature_pipeline import FeatureFeeds, FeaturePipeline
+from shopper.services.feature_rebuild import RebuildProgress
 
 
 def feature_folder(config: Config) -> Path:
@@ -37,7 +39,15 @@ def build_feature_pipeline(
         build_feature_log(config),
         log_sample=config.feature_log_sample,
         open_feeds=feature_feeds_opener(config, shared_log) if shared_log else None,
+        rebuild_progress=rebuild_progress,
     )
+
+
+def rebuild_progress() -> AbstractContextManager[RebuildProgress]:
+    """The start-up rebuild's progress bar, on the server's stderr."""
+    from shopper.feature_tasks import backfill_progress  # it imports this module
+
+    return backfill_progress(True, "features: rebuilding state from the archive")
 
 
 def feature_feeds_opener(config: Config, log: EventLog) -> Callable[[], FeatureFeeds]:

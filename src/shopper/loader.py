@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,24 +14,39 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from shopper.demo.datasets import Row, find_dataset
+from shopper.domain.event import CATALOG_TYPES
 from shopper.errors import ShopperError
 from shopper.formats import read_records
 
 MAX_REJECTIONS_SHOWN = 20
+CATALOG_TYPE_NAMES = frozenset(t.value for t in CATALOG_TYPES)
 
 Tick = Callable[[int], None]
 
 
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """What `shopper load` sends: the admin token with catalog records (items, and
+    batches holding catalog events), the ingest key (else the admin token) with the rest."""
+
+    admin_token: str | None = None
+    ingest_key: str | None = None
+
+    def headers(self, endpoint: str, chunk: list[Any]) -> dict[str, str]:
+        catalog = endpoint.endswith("items") or any(
+            isinstance(r, dict) and str(r.get("type")) in CATALOG_TYPE_NAMES for r in chunk
+        )
+        key = self.admin_token if catalog else (self.ingest_key or self.admin_token)
+        return {"authorization": f"Bearer {key}"} if key else {}
+
+
 def load_file(
-    path: Path,
-    api: str,
-    batch: int = 500,
-    items: bool = False,
+    path: Path, api: str, batch: int = 500, items: bool = False, keys: Keys = Keys()
 ) -> dict[str, Any]:
     """Post every record; returns counts and the first rejections with their reasons."""
     endpoint = "/v1/catalog/items" if items else "/v1/events"
     with _client(api) as http, _progress("records") as tick:
-        return _post_all(http, endpoint, read_records(path), batch, tick)
+        return _post_all(http, endpoint, read_records(path), batch, tick, keys)
 
 
 def load_dataset(
@@ -38,6 +54,7 @@ def load_dataset(
     api: str,
     batch: int = 500,
     max_events: int | None = None,
+    keys: Keys = Keys(),
 ) -> dict[str, Any]:
     """Post a shipped data set folder: first its catalog (one `item_upsert` event an item,
     dated at the item's first appearance), then its first `max_events` events in file order.
@@ -56,10 +73,10 @@ def load_dataset(
     catalog = dataset.catalog(counted(dataset.rows(max_events)))
     with _client(api) as http:
         with _progress("items", len(catalog)) as tick:
-            items = _post_all(http, "/v1/events", catalog, batch, tick)
+            items = _post_all(http, "/v1/events", catalog, batch, tick, keys)
         with _progress("events", read) as tick:
             events = dataset.events(dataset.rows(max_events))
-            sent = _post_all(http, "/v1/events", events, batch, tick)
+            sent = _post_all(http, "/v1/events", events, batch, tick, keys)
     return {"dataset": dataset.name, "items": items, "events": sent}
 
 
@@ -81,26 +98,28 @@ def _progress(what: str, total: int | None = None) -> Iterator[Tick]:
 
 
 def _post_all(
-    http: httpx.Client, endpoint: str, records: Iterable[Any], batch: int, tick: Tick
+    http: httpx.Client, endpoint: str, records: Iterable[Any], batch: int, tick: Tick, keys: Keys
 ) -> dict[str, Any]:
     result: dict[str, Any] = {"sent": 0, "accepted": 0, "rejected": 0, "rejections": []}
     chunk: list[Any] = []
     for record in records:
         chunk.append(record)
         if len(chunk) >= batch:
-            _send(http, endpoint, chunk, result)
+            _send(http, endpoint, chunk, result, keys)
             tick(len(chunk))
             chunk = []
     if chunk:
-        _send(http, endpoint, chunk, result)
+        _send(http, endpoint, chunk, result, keys)
         tick(len(chunk))
     return result
 
 
-def _send(http: httpx.Client, endpoint: str, chunk: list[Any], result: dict[str, Any]) -> None:
+def _send(
+    http: httpx.Client, endpoint: str, chunk: list[Any], result: dict[str, Any], keys: Keys
+) -> None:
     method = http.put if endpoint.endswith("items") else http.post
     try:
-        response = method(endpoint, json=chunk)
+        response = method(endpoint, json=chunk, headers=keys.headers(endpoint, chunk))
     except httpx.TransportError as exc:
         raise ShopperError(f"cannot reach the shopper API at {http.base_url}: {exc}") from None
     if response.status_code not in (202, 422):

@@ -377,6 +377,22 @@ def test_redis_stores_a_50_item_list_compactly_with_real_ttls(redis_client: redi
 
 
 @pytest.mark.redis
+def test_redis_a_stock_time_stored_from_a_clients_clock_yields_to_a_restock(
+    redis_client: redis.Redis,
+) -> None:
+    """Stock changes are ordered by server receive times; an older version ordered them by
+    the event's own ts, and a client's 9999-12-31 may still be stored."""
+    clock = ManualClock(1_700_000_000.0)
+    cache = RedisRecommendationCache(redis_client, clock, 900, 7 * 86400, prefix="legacy:")
+    cache.set_stock(gone("a", ts=253_402_214_400.0))  # 9999-12-31, as stored before
+    assert cache.sold_out_among(["a"]) == {"a"}
+    cache.set_stock(back("a", ts=clock.now()))
+    assert cache.sold_out_among(["a"]) == set()
+    cache.set_stock(gone("a", ts=clock.now() - 1.0))  # an older word still loses
+    assert cache.sold_out_among(["a"]) == set()
+
+
+@pytest.mark.redis
 def test_redis_keys_expire_in_redis(redis_client: redis.Redis) -> None:
     cache = RedisRecommendationCache(redis_client, SystemClock(), 0.2, 0.8, prefix="t:")
     cache.write_lists([(ALICE, ranked(["a"]))])

@@ -30,7 +30,7 @@ def every_kind() -> list[Event]:
             "click",
             user_id="u-ä",
             session_id="s,1",
-            item_id="sku\n1",
+            item_id='sku "1",ä',  # (control characters: refused by the codec)
             ts=1_569_888_000.123456,
             price=19.99,
             quantity=2,
@@ -104,3 +104,17 @@ def test_parquet_files_are_partitioned_by_utc_day(tmp_path: Path) -> None:
         for day in days
     }
     assert on_day == {"day=2019-10-01": ["e0", "e1"], "day=2019-10-02": ["e2"]}
+
+
+def test_days_are_read_one_at_a_time_in_time_order(archive: EventArchive) -> None:
+    """Appended out of order, across UTC midnights; each day whole, the days in order,
+    and `size` counts every event (duplicates too) without reading them."""
+    midnight = datetime(2019, 10, 2, tzinfo=UTC).timestamp()
+    stamps = [midnight + 86_400 + 5, midnight - 1, midnight, midnight + 86_400 - 1, midnight - 1]
+    events = [domain(wire(f"e{n}", user_id="u", item_id="i", ts=t)) for n, t in enumerate(stamps)]
+    archive.append(events[:3])
+    archive.append(events[3:])
+    archive.flush()
+    assert archive.size() == 5
+    days = [sorted(e.event_id for e in day) for day in archive.read_days()]
+    assert days == [["e1", "e4"], ["e2", "e3"], ["e0"]]

@@ -165,7 +165,7 @@ def test_a_gap_in_the_change_numbers_reloads_the_sold_out_set(
     asyncio.run(main())
 
 
-def test_redis_emptied_and_refilled_is_reloaded(
+def test_redis_emptied_and_refilled_is_reloaded_keeping_what_sold_out_before(
     redis_url: str, writer: RedisRecommendationCache, raw: redis.Redis
 ) -> None:
     writer.write_lists([(ALICE, ranked(["a", "b", "c"]))])
@@ -178,6 +178,12 @@ def test_redis_emptied_and_refilled_is_reloaded(
         raw.delete(*raw.keys(f"{PREFIX}*"))  # Redis restarted empty, then refilled
         writer.write_lists([(ALICE, ranked(["a", "b", "c"]))])
         writer.set_stock(gone("c"))
+        await pages.wait_current()
+        # "a" sold out before the restart and nothing restocked it: still hidden, and
+        # written back to Redis for every reader.
+        assert shown(await pages.read_page(ALICE, [])) == ["b"]
+        assert raw.sismember(f"{PREFIX}sold_out", "a")
+        writer.set_stock([StockChange("a", True, time.time())])
         await pages.wait_current()
         assert shown(await pages.read_page(ALICE, [])) == ["a", "b"]
         await pages.close()

@@ -15,11 +15,12 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from playwright.sync_api import (
     Browser,
     ConsoleMessage,
@@ -30,10 +31,13 @@ from playwright.sync_api import (
 )
 from playwright.sync_api import Request as BrowserRequest
 
+from shopper.bootstrap import build_system
 from shopper.config import load_config
 from shopper.demo.client import ShopClient
 from shopper.demo.runner import ShopperProcess
 from shopper.demo.simulator import ShopSimulator, SimulationParams
+from shopper.services.runtime import ApiServer
+from tests.helpers import TEST_ADMIN_TOKEN, TEST_INGEST_KEY
 
 SAMPLE_S = 0.5
 WAIT_S = 20.0
@@ -60,9 +64,11 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         data_dir=tmp_path_factory.mktemp("shop"),
         dashboard_sample_s=SAMPLE_S,
         microbatch_wait_s=0.01,
+        admin_token=TEST_ADMIN_TOKEN,
+        ingest_key=TEST_INGEST_KEY,
     )
     with ShopperProcess(config, "all") as url:
-        client = ShopClient(url)
+        client = ShopClient(url, TEST_ADMIN_TOKEN, TEST_INGEST_KEY)
         try:
             simulator = ShopSimulator(SimulationParams(shoppers=40, concurrent_sessions=10))
             # A pause per finished visit spreads the traffic over a few samples.
@@ -294,3 +300,32 @@ def test_the_api_docs_render_offline(shop: str, watched: WatchedPage) -> None:
     assert page.locator(".opblock").count() == operations
     assert page.locator(".opblock-summary-path", has_text="/v1/recommendations").count() == 1
     assert watched.problems == []
+
+
+def test_with_a_read_key_the_dashboard_sends_the_key_of_its_url(browser: Browser) -> None:
+    """A read key set: `/dashboard#key=KEY` reads its series with it; without it the page
+    says it cannot reach shopper (401), and draws no sample."""
+    read_key = "read-key-of-the-dashboard-test"
+    system = build_system(load_config({}, read_key=read_key, dashboard_sample_s=SAMPLE_S))
+    try:
+        with ApiServer(cast(FastAPI, system.app())) as url:
+            deadline = time.monotonic() + WAIT_S
+            series = f"{url}/v1/dashboard/series"
+            auth = {"authorization": f"Bearer {read_key}"}
+            while not httpx.get(series, headers=auth).json()["samples"]:
+                assert time.monotonic() < deadline, "no sample taken"
+                time.sleep(SAMPLE_S / 2)
+            keyed = WatchedPage(browser, url)
+            keyed.page.goto(f"{url}/dashboard#key={read_key}")
+            keyed.page.wait_for_selector("body[data-ready='true']", timeout=WAIT_S * 1000)
+            assert keyed.problems == []
+            assert int(keyed.page.evaluate("document.body.dataset.samples")) >= 1
+            bare = WatchedPage(browser, url)
+            bare.page.goto(f"{url}/dashboard")
+            bare.page.wait_for_selector("body[data-ready='true']", timeout=WAIT_S * 1000)
+            assert any("HTTP 401" in problem for problem in bare.problems), bare.problems
+            assert bare.page.evaluate("document.body.dataset.samples") == "0"
+            keyed.page.close()
+            bare.page.close()
+    finally:
+        system.close()

@@ -14,7 +14,7 @@ from shopper.bootstrap import build_system
 from shopper.config import load_config
 from shopper.ports.clock import Clock
 from shopper.services.runtime import ApiServer
-from tests.helpers import ShopHttp, ids, now_iso, view
+from tests.helpers import ShopHttp, ids, keyed, now_iso, view
 
 WAIT_S = 5.0
 FRESH_TTL_S = 60.0
@@ -53,7 +53,8 @@ def run_shop(clock: Clock | None = None) -> Iterator[Shop]:
     system = build_system(config, clock=clock)
     try:
         system.start_processor()
-        with ApiServer(system.app()) as url, httpx.Client(base_url=url, timeout=10) as http:
+        app, headers = system.app(), keyed(system)
+        with ApiServer(app) as url, httpx.Client(base_url=url, timeout=10, headers=headers) as http:
             yield Shop(system, http)
     finally:
         system.close()
@@ -66,7 +67,9 @@ def shop() -> Iterator[Shop]:
 
 @pytest.fixture
 def clock() -> ManualClock:
-    return ManualClock()
+    # Starts at the wall clock's time: the frontend dates its events by the wall clock,
+    # and the API refuses events from further ahead than `max_event_skew_s`.
+    return ManualClock(time.time())
 
 
 @pytest.fixture

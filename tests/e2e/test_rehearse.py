@@ -25,6 +25,7 @@ import redis
 from shopper.rehearsal.transport import LeanTransport
 from shopper.services.runtime import free_port
 from tests.fixtures.kafka import TEST_SESSION_TIMEOUT_S
+from tests.helpers import SERVER_KEYS_ENV
 
 START_TIMEOUT_S = 60.0
 REHEARSE_TIMEOUT_S = 60.0
@@ -43,6 +44,7 @@ def served(kafka_broker: str, redis_url: str, kafka_prefix: str, tmp_path: Path)
         "SHOPPER_REDIS_KEY_PREFIX": kafka_prefix,
         "SHOPPER_DATA_DIR": str(tmp_path / "data"),
         "SHOPPER_GROUP_SESSION_TIMEOUT_S": str(TEST_SESSION_TIMEOUT_S),
+        **SERVER_KEYS_ENV,
     }
     command = [sys.executable, "-m", "shopper", "serve", "--port", str(port)]
     log_path = tmp_path / "serve.log"
@@ -75,7 +77,7 @@ def _wait_until_healthy(proc: subprocess.Popen[bytes], url: str, log: Path) -> N
 
 
 def _shopper(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", **SERVER_KEYS_ENV}
     return subprocess.run(
         [sys.executable, "-m", "shopper", *args],
         capture_output=True, text=True, env=env, timeout=REHEARSE_TIMEOUT_S,

@@ -8,7 +8,9 @@ import os
 import subprocess
 import sys
 import time
+import tomllib
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -64,6 +66,15 @@ def test_two_api_workers_serve_the_lists_written_to_redis(redis_url: str, tmp_pa
             body = http.get("/v1/recommendations", params={"session_id": f"shopper-{n}"}).json()
             assert body["source"] == "personalized"
             assert [i["item_id"] for i in body["items"]] == [f"i{rank}" for rank in range(5)]
+        # The workers take the keys the parent generated into the data folder (passed in
+        # clear: a settings dump would mask them).
+        keys = tomllib.loads((tmp_path / "keys.toml").read_text())
+        search = {"type": "search", "session_id": "s", "query": "q"}
+        for n in range(8):
+            event = {**search, "event_id": f"k{n}", "ts": datetime.now(UTC).isoformat()}
+            auth = {"authorization": f"Bearer {keys['ingest_key']}"}
+            assert http.post("/v1/events", json=event, headers=auth).status_code == 202
+            assert http.post("/v1/events", json=event).status_code == 401
     finally:
         http.close()
         proc.terminate()

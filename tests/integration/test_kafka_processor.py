@@ -29,7 +29,7 @@ from shopper.ports.event_log import EventConsumer, Record
 from shopper.services.processor import Processor, ProcessorSettings
 from shopper.services.runtime import ApiServer, free_port
 from tests.fixtures.kafka import TEST_SESSION_TIMEOUT_S, tansu_broker
-from tests.helpers import ShopHttp, ids, view
+from tests.helpers import ShopHttp, ids, keyed, view
 
 pytestmark = pytest.mark.kafka
 
@@ -52,7 +52,11 @@ def kafka_system(address: str, prefix: str, **overrides: Any) -> System:
 
 @contextmanager
 def open_shop(system: System) -> Iterator[ShopHttp]:
-    with ApiServer(system.app()) as url, httpx.Client(base_url=url, timeout=10) as http:
+    app = system.app()
+    with (
+        ApiServer(app) as url,
+        httpx.Client(base_url=url, timeout=10, headers=keyed(system)) as http,
+    ):
         yield ShopHttp(system, http)
 
 

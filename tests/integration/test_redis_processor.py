@@ -19,6 +19,7 @@ from shopper.domain.recommendation import Source
 from shopper.errors import MissingExtra
 from shopper.services.processor import Processor
 from shopper.services.runtime import ApiServer
+from tests.helpers import keyed
 
 PREFIX = "it:"
 
@@ -40,7 +41,11 @@ def store(redis_url: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def http(system: System) -> Iterator[httpx.Client]:
-    with ApiServer(system.app()) as url, httpx.Client(base_url=url, timeout=10) as client:
+    app = system.app()
+    with (
+        ApiServer(app) as url,
+        httpx.Client(base_url=url, timeout=10, headers=keyed(system)) as client,
+    ):
         yield client
 
 

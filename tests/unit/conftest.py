@@ -13,7 +13,9 @@ from shopper.adapters.system_clock import ManualClock
 from shopper.bootstrap import build_system
 from shopper.config import load_config
 from shopper.services.runtime import ApiServer
+from tests.helpers import keyed
 from tests.unit.api_harness import MAX_BATCH, MAX_K, Api, SwitchableApp
+from tests.unit.factories import in_catalog
 
 
 @pytest.fixture(scope="session")
@@ -31,8 +33,9 @@ def api(server: tuple[SwitchableApp, str]) -> Iterator[Api]:
         {}, max_batch=MAX_BATCH, max_k=MAX_K, microbatch_wait_s=0, popular_refresh_s=0
     )
     system = build_system(config, clock=ManualClock())
+    in_catalog(system.state)  # the shop's items: only catalog items are recommended
     switch.target = system.app()
-    with httpx.Client(base_url=url, timeout=10) as http:
+    with httpx.Client(base_url=url, timeout=10, headers=keyed(system)) as http:
         yield Api(system, http)
     switch.target = None
     system.close()

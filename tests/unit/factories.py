@@ -10,6 +10,7 @@ from shopper.adapters.memory_event_log import InMemoryEventLog
 from shopper.bootstrap import System
 from shopper.codec import parse_event
 from shopper.domain.event import CATALOG_TYPES, Event
+from shopper.domain.item import Item
 from shopper.domain.recommendation import (
     DEFAULT_VARIANT,
     RecommendationList,
@@ -17,6 +18,7 @@ from shopper.domain.recommendation import (
     Source,
 )
 from shopper.ports.event_log import EventLog
+from shopper.ports.processor_state import ProcessorState, StateChanges
 from shopper.services.processor import Processor
 
 # Every event of a unit test happens at this instant (ManualClock's default start), so the
@@ -51,6 +53,17 @@ def view(event_id: str, user: str, item: str, **fields: Any) -> dict[str, Any]:
 
 def sold_out(event_id: str, item: str) -> dict[str, Any]:
     return wire(event_id, "stock_change", item_id=item, quantity=0)
+
+
+# The items of the unit tests' shops: listed in the catalog by `in_catalog` (only catalog
+# items are recommended), and those of `tests.model_factories.interactions`.
+SHOP_ITEMS = (*"abcdefgh", *(f"sku-{i}" for i in range(24)))
+
+
+def in_catalog(state: ProcessorState, *item_ids: str) -> None:
+    """Items listed in the processor's catalog, as `item_upsert` events list them, without
+    a record on the stream (so record counts stay the test's own)."""
+    state.apply(StateChanges(items={i: Item(i) for i in item_ids or SHOP_ITEMS}))
 
 
 def domain(raw: dict[str, Any]) -> Event:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from shopper.domain.event import EventType
 from tests.unit.api_harness import MAX_BATCH, MAX_K, Api, ids
 from tests.unit.factories import popular, sold_out, view, wire
 
@@ -275,9 +276,31 @@ def test_openapi_documents_the_event_and_item_bodies(api: Api) -> None:
     assert schema["oneOf"][0] == {"$ref": "#/components/schemas/EventIn"}
     assert schema["oneOf"][1]["items"] == {"$ref": "#/components/schemas/EventIn"}
     components = doc["components"]["schemas"]
+    # One variant per event type, chosen by `type`, each requiring what its type needs.
     event = components["EventIn"]
-    assert {"event_id", "type", "ts"} <= set(event["required"])
-    assert {"user_id", "session_id", "item_id", "context", "item"} <= set(event["properties"])
+    mapping = event["discriminator"]["mapping"]
+    assert event["discriminator"]["propertyName"] == "type"
+    assert set(mapping) == {t.value for t in EventType}
+    assert sorted(event["oneOf"], key=str) == sorted(
+        ({"$ref": ref} for ref in set(mapping.values())), key=str
+    )
+    needs = {
+        "view": {"item_id"},
+        "dwell": {"item_id", "dwell_ms"},
+        "search": set(),
+        "stock_change": {"item_id", "quantity"},
+        "price_change": {"item_id", "price"},
+        "item_upsert": {"item"},
+    }
+    for kind, fields in needs.items():
+        variant = components[mapping[kind].removeprefix("#/components/schemas/")]
+        assert set(variant["required"]) == {"event_id", "type", "ts", *fields}
+        assert variant["additionalProperties"] is False
+        shopper = kind not in ("stock_change", "price_change", "item_upsert")
+        assert ("anyOf" in variant) is shopper  # a user_id or a session_id
+    assert "item_id" not in components[mapping["item_upsert"].split("/")[-1]]["properties"]
+    created_at = components["ItemIn"]["properties"]["created_at"]["anyOf"][0]
+    assert created_at == {"type": "string", "format": "date-time"}
     put = doc["paths"]["/v1/catalog/items"]["put"]["requestBody"]["content"]
     assert put["application/json"]["schema"]["oneOf"][0] == {"$ref": "#/components/schemas/ItemIn"}
     assert "/v1/recommendations" in doc["paths"]

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from benchmarks import report
 
 
@@ -169,3 +170,32 @@ def test_local_paths_are_scrubbed_from_what_is_saved(tmp_path: Path) -> None:
     assert scrubbed == {"models": {"note": "read ./data and <tmp>/x", "list": ["./a"]}}
     saved = report.write(noisy, tmp_path).read_text()
     assert here not in saved
+
+
+def test_the_readme_block_gets_the_checks_and_tables_and_nothing_else_changes(
+    tmp_path: Path,
+) -> None:
+    saved = report.write(results(), tmp_path / "bench" / "results")
+    readme = tmp_path / "README.md"
+    before, after = "# shop\n\nintro\n\n", "\n\nWhat limits these numbers: prose.\n"
+    readme.write_text(f"{before}{report.README_START}\nold figures\n{report.README_END}{after}")
+
+    report.update_readme(readme, saved)
+    report.update_readme(readme, saved)  # again: the same block, not a second one
+
+    text = readme.read_text()
+    assert text.startswith(before) and text.endswith(after)
+    assert "old figures" not in text and text.count(report.README_START) == 1
+    assert "#### Must-show checks" in text and "#### Page path, closed loop" in text
+    assert "[`bench/results/latest.md`](bench/results/latest.md)" in text
+    assert "**fail**" in text  # the fixture's Kafka + Redis freshness p99 of 1.4 s
+    assert "Conditions" not in text  # left to latest.md
+
+
+def test_a_readme_without_the_block_is_refused(tmp_path: Path) -> None:
+    saved = report.write(results(), tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text("# shop\n")
+    with pytest.raises(SystemExit, match="no <!-- bench:start -->"):
+        report.update_readme(readme, saved)
+    assert readme.read_text() == "# shop\n"

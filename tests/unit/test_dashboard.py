@@ -13,6 +13,7 @@ import pytest
 from shopper.api.dashboard import source_of
 from shopper.bootstrap import System, build_system
 from shopper.config import load_config
+from tests.helpers import keyed
 from tests.unit.api_harness import SwitchableApp
 
 SAMPLE_S = 0.05
@@ -25,17 +26,19 @@ def system() -> Iterator[System]:
     built.close()
 
 
-def client(server: tuple[SwitchableApp, str], app: Any) -> Iterator[httpx.Client]:
+def client(
+    server: tuple[SwitchableApp, str], app: Any, headers: dict[str, str] | None = None
+) -> Iterator[httpx.Client]:
     switch, url = server
     switch.target = app
-    with httpx.Client(base_url=url, timeout=10) as http:
+    with httpx.Client(base_url=url, timeout=10, headers=headers) as http:
         yield http
     switch.target = None
 
 
 @pytest.fixture
 def http(server: tuple[SwitchableApp, str], system: System) -> Iterator[httpx.Client]:
-    yield from client(server, system.app())
+    yield from client(server, system.app(), keyed(system))
 
 
 @pytest.fixture

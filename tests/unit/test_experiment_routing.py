@@ -23,7 +23,7 @@ from shopper.services.processor import Processor
 from shopper.services.serving import PageRequest
 from shopper.training.fit import fit
 from tests.model_factories import TINY_SETTINGS, interactions
-from tests.unit.factories import drain, publish, wire
+from tests.unit.factories import drain, in_catalog, publish, wire
 
 SPLIT = Experiment(
     (Variant("champion", PROMOTED, 50), Variant("challenger", BASELINE, 50)),
@@ -51,6 +51,7 @@ def system(flags: InMemoryFlagClient, tmp_path: Path) -> Iterator[System]:
         shadow_log_sample=1.0,
     )
     built = build_system(config, clock=ManualClock(), models=store, flags=flags)
+    in_catalog(built.state)
     yield built
     built.close()
 

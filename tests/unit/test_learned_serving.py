@@ -29,7 +29,7 @@ from shopper.services.processor import Processor
 from shopper.services.skew import EventCounts, check_skew
 from tests.model_factories import ranked_model, ranking_model
 from tests.unit.api_harness import SwitchableApp
-from tests.unit.factories import T0, drain, publish, wire
+from tests.unit.factories import T0, drain, in_catalog, publish, wire
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 RANK = FEATURE_NAMES.index("blend_rank")
@@ -94,6 +94,7 @@ def make_system(models: InMemoryModelStore, store: FeatureStore | None, **settin
         **settings,
     )
     system = build_system(config, clock=ManualClock(), models=models)
+    in_catalog(system.state)
     if system.features is not None and store is not None:
         system.features.open_store = lambda: store
         system.features.served_log = InMemoryFeatureLog()

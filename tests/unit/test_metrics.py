@@ -24,7 +24,7 @@ from shopper.services.metrics import (
 )
 from shopper.services.processor import ProcessorRunner
 from tests.unit.api_harness import Api, SwitchableApp
-from tests.unit.factories import drain, view
+from tests.unit.factories import drain, in_catalog, view
 
 LAG = "shopper_processor_lag_records"
 
@@ -65,6 +65,7 @@ def by_label(samples: Samples, name: str, label: str) -> dict[str, float]:
 
 
 def test_page_reads_lists_and_the_processor_are_counted(api: Api) -> None:
+    in_catalog(api.system.state, "i0", "i1", "i2")
     mine = [view(f"e{n}", "me", f"i{n}", session_id="visit") for n in range(3)]
     api.http.post("/v1/events", json=[*mine, view("e9", "you", "i1")])
     api.process()

@@ -19,7 +19,7 @@ from shopper.ports.cache import ListKey
 from shopper.services.processor import Processor
 from shopper.training.fit import fit
 from tests.model_factories import TINY_SETTINGS, interactions, no_events, shop_data
-from tests.unit.factories import drain, publish, sold_out, wire
+from tests.unit.factories import drain, in_catalog, publish, sold_out, wire
 
 
 @pytest.fixture
@@ -31,7 +31,9 @@ def make_system(store: InMemoryModelStore, **settings: Any) -> System:
     config = load_config(
         {}, microbatch_wait_s=0, popular_refresh_s=0, model_poll_s=0.001, **settings
     )
-    return build_system(config, clock=ManualClock(), models=store)
+    system = build_system(config, clock=ManualClock(), models=store)
+    in_catalog(system.state)
+    return system
 
 
 @pytest.fixture

@@ -16,13 +16,14 @@ from shopper.config import load_config
 from shopper.domain.recommendation import DEFAULT_VARIANT, RecommendationList, Source
 from shopper.ports.cache import ListKey
 from shopper.services.processor import Processor, ProcessorSettings
-from tests.unit.factories import drain, publish, sold_out, view, wire
+from tests.unit.factories import drain, in_catalog, publish, sold_out, view, wire
 
 
 @pytest.fixture
 def system() -> Iterator[System]:
     config = load_config({}, microbatch_wait_s=0, popular_refresh_s=0)
     built = build_system(config, clock=ManualClock())
+    in_catalog(built.state)
     yield built
     built.close()
 

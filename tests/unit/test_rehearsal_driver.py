@@ -171,3 +171,28 @@ def test_a_target_that_is_not_shopper() -> None:
     transport = httpx.MockTransport(lambda request: httpx.Response(404))
     with pytest.raises(RehearsalError, match=r"healthz answered HTTP 404: is this a shopper"):
         run_rehearsal(plan, RehearsalOptions(target="http://shop"), None, transport)
+
+
+@dataclass
+class KeyedShop(FakeShop):
+    """A fake shop that notes the `Authorization` of every request."""
+
+    seen: Counter[str] = field(default_factory=Counter)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.seen[request.headers.get("authorization", "")] += 1
+        return super().__call__(request)
+
+
+def test_every_request_carries_the_admin_token() -> None:
+    shop = KeyedShop(apply_s=0.05)
+    token = "admin-token-of-the-rehearsal"
+    report = _rehearse(shop, admin_token=token, ingest_key="ingest-key-of-the-rehearsal")
+    assert report["events"]["accepted"] > 0
+    assert set(shop.seen) == {f"Bearer {token}"}
+
+
+def test_without_keys_no_authorization_is_sent() -> None:
+    shop = KeyedShop(apply_s=0.05)
+    _rehearse(shop)
+    assert set(shop.seen) == {""}

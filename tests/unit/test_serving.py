@@ -34,7 +34,7 @@ def test_reader_answers_an_empty_popular_list_when_the_cache_is_down() -> None:
 def test_recommendations_route_never_errors_when_the_cache_is_down() -> None:
     clock = ManualClock()
     cache = DownCache(clock, 60, 600)
-    ingest = EventIngest(InMemoryEventLog(), cache, "events", "catalog", 10)
+    ingest = EventIngest(InMemoryEventLog(), cache, "events", "catalog", 10, clock)
     app = create_app(ingest, RecommendationReader(cache, clock))
     with ApiServer(app) as url:
         response = httpx.get(f"{url}/v1/recommendations", params={"user_id": "u1"})

@@ -20,6 +20,7 @@ from shopper.domain.recommendation import RecommendationList, Source
 from shopper.domain.recommender import similar_items, similar_rows
 from shopper.services.serving import RecommendationReader
 from shopper.training.fit import fit
+from tests.helpers import keyed
 from tests.model_factories import (
     PHONES,
     SHOE_TEXT,
@@ -32,7 +33,7 @@ from tests.model_factories import (
     two_taste_shop,
 )
 from tests.unit.api_harness import MAX_K, SwitchableApp, ids
-from tests.unit.factories import sold_out
+from tests.unit.factories import in_catalog, sold_out
 
 # --- Scoring (domain) --------------------------------------------------------------------
 
@@ -104,6 +105,7 @@ def system(store: InMemoryModelStore) -> Iterator[System]:
         {}, max_k=MAX_K, microbatch_wait_s=0, popular_refresh_s=0, model_poll_s=0.001
     )
     built = build_system(config, clock=ManualClock(), models=store)
+    in_catalog(built.state)
     yield built
     built.close()
 
@@ -112,7 +114,7 @@ def system(store: InMemoryModelStore) -> Iterator[System]:
 def http(server: tuple[SwitchableApp, str], system: System) -> Iterator[httpx.Client]:
     switch, url = server
     switch.target = system.app()
-    with httpx.Client(base_url=url, timeout=10) as client:
+    with httpx.Client(base_url=url, timeout=10, headers=keyed(system)) as client:
         yield client
     switch.target = None
 

@@ -27,7 +27,11 @@ class RecordingState(InMemoryProcessorState):
     def apply_all(self, transactions: Sequence[StateChanges]) -> None:
         self.calls.append(
             [
-                (list(t.event_ids), {s: st.interactions for s, st in t.sessions.items()})
+                # The event ids, each key's shopper scope (`Event.dedup_key`) cut off.
+                (
+                    [key.partition("\x1f")[2] for key in t.event_ids],
+                    {s: st.interactions for s, st in t.sessions.items()},
+                )
                 for t in transactions
             ]
         )

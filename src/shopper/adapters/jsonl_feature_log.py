@@ -49,6 +49,7 @@ def _encode(served: ServedRow) -> dict[str, Any]:
         "as_of": row.as_of,
         "values": values,
         "events_seen": served.events_seen,
+        **({"incomplete": served.incomplete} if served.incomplete else {}),
     }
 
 
@@ -64,4 +65,5 @@ def _decode(data: dict[str, Any]) -> ServedRow:
             value = float(value)
         values[name] = value
     row = FeatureRow(data["view"], data["entity_id"], float(data["as_of"]), values)
-    return ServedRow(row, data.get("events_seen"))  # absent in logs of older versions
+    # Both absent in logs of older versions; `incomplete` too when the state was complete.
+    return ServedRow(row, data.get("events_seen"), data.get("incomplete"))

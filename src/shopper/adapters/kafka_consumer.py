@@ -9,6 +9,7 @@ from typing import Any
 from shopper.adapters.kafka_client import KafkaSettings, TopicCreator, common_config
 from shopper.errors import MissingExtra
 from shopper.ports.event_log import Record
+from shopper.throttled_log import ThrottledLog
 
 try:
     from confluent_kafka import (
@@ -35,6 +36,15 @@ _LOST_TO_REBALANCE = {
     KafkaError._ASSIGNMENT_LOST,
 }
 
+# Errors that mean the broker does not know a subscribed topic (any more): a broker that
+# came back without its data. The topic creator makes it again; the group's rebalance then
+# assigns its partitions, read from the start (nothing committed survives on the broker).
+_TOPIC_GONE = {
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._UNKNOWN_TOPIC,
+    KafkaError._UNKNOWN_PARTITION,
+}
+
 
 class KafkaConsumer:
     """One member of a consumer group. Positions advance as `poll` returns records and
@@ -55,6 +65,7 @@ class KafkaConsumer:
         self._rewind_pending = False
         self._closed = False
         self._positions: dict[tuple[str, int], int] = {}  # polled, not yet committed
+        self._errors = ThrottledLog(log)
 
     def poll(self, max_records: int, timeout: float) -> list[Record]:
         deadline = time.monotonic() + timeout
@@ -165,8 +176,12 @@ class KafkaConsumer:
         if err is not None:
             if err.fatal():
                 raise KafkaException(err)
-            log.warning("Kafka consumer: %s", err)
+            if err.code() in _TOPIC_GONE:
+                self._topic_creator.lost(self._names)
+            self._errors.failure("Kafka consumer: %s", err, level=logging.WARNING)
             return None
+        if self._errors.failing:
+            self._errors.recovered("Kafka consumer reading again")
         kind, millis = msg.timestamp()
         key = msg.key()
         return Record(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Sequence
 
 from shopper.adapters.disk_spool import DiskSpool, SpooledRecord
@@ -37,6 +38,13 @@ __all__ = ["KafkaConsumer", "KafkaEventLog", "KafkaSettings", "parse_kafka_url"]
 log = logging.getLogger(__name__)
 
 RESEND_EVERY_S = 10.0  # how often the disk spool is looked at for records to send again
+STALLED_AFTER_S = 3.0  # records waiting this long with none delivered: not ready
+# Delivery errors that mean the broker does not know the topic (any more).
+_TOPIC_GONE = {
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._UNKNOWN_TOPIC,
+    KafkaError._UNKNOWN_PARTITION,
+}
 _CLOSE_REPORTS_S = 2.0  # at close, how long purged records' reports are waited for
 
 
@@ -55,6 +63,8 @@ class KafkaEventLog:
         self._counts = threading.Lock()  # reports arrive on whichever thread polls
         self._produced = 0
         self._reported = 0
+        self._delivered_at = time.monotonic()  # last record the broker took (or start)
+        self._waiting_since: float | None = None  # since when records have been waiting
         self.resent = 0  # records sent again from the disk spool
         self._disk = (
             DiskSpool(settings.spool_dir, settings.spool_max_kbytes * 1024)
@@ -93,6 +103,8 @@ class KafkaEventLog:
         return self._producer.flush(timeout)
 
     def delivery_stats(self) -> dict[str, int]:
+        if not self._closed:
+            self._producer.poll(0)  # serve waiting reports: nothing may publish for a while
         return {
             # Records produced and not yet reported on (len(producer) would also count
             # the client's own protocol requests, e.g. metadata retries while the broker
@@ -102,6 +114,26 @@ class KafkaEventLog:
             "sent_again": self.resent,
             "lost": self.failed,
         }
+
+    def readiness(self) -> str | None:
+        """None when the stream takes and delivers records; else why not: the broker
+        unreachable, a topic missing (being created again), or records waiting with none
+        delivered for `STALLED_AFTER_S`."""
+        if self._closed:
+            return "the stream's producer is closed"
+        waiting = self.delivery_stats()["waiting"]
+        now = time.monotonic()
+        if not waiting:
+            self._waiting_since = None
+        elif self._waiting_since is None:
+            self._waiting_since = now
+        if missing := self._topics.missing():
+            where = "unreachable" if not self._topics.reachable else "without them"
+            return f"topics {', '.join(missing)} not on the broker (broker {where})"
+        since = max(self._delivered_at, self._waiting_since or now)
+        if waiting and now - since > STALLED_AFTER_S:
+            return f"{waiting} records waiting, none delivered for {now - since:.0f} s"
+        return None
 
     def subscribe(
         self, topics: Sequence[str], group: str, from_start: bool = False
@@ -142,7 +174,10 @@ class KafkaEventLog:
         with self._counts:
             self._reported += 1
         if err is None:
+            self._delivered_at = time.monotonic()
             return
+        if err.code() in _TOPIC_GONE:
+            self._topics.lost([msg.topic() or ""])
         record = SpooledRecord(msg.topic() or "", msg.key() or b"", msg.value() or b"")
         if self._disk is not None and self._disk.append(record):
             self.spooled += 1

@@ -23,6 +23,15 @@ class StaleMemo:
         self._limit = limit
         self._entries: dict[str, tuple[int, float, Ranked]] = {}
         self._lock = threading.Lock()
+        self._last_write = 0.0
+
+    def expire(self) -> None:
+        """Forget every answer once none is younger than `max_age_s` (a processor gone
+        idle keeps nothing); a busy memo is bounded by `limit` instead. O(1) while busy."""
+        now = time.monotonic()
+        with self._lock:
+            if self._entries and now - self._last_write >= self._max_age:
+                self._entries = {}
 
     def get(self, key: str, n: int, read: Callable[[str, int], Ranked]) -> Ranked:
         if n <= 0:
@@ -41,6 +50,7 @@ class StaleMemo:
                 if len(self._entries) >= self._limit:
                     self._entries.clear()
             self._entries[key] = (n, now, result)
+            self._last_write = now
         return result
 
     def get_many(

@@ -1,10 +1,15 @@
-"""In-memory recommendation cache with per-key timestamps and last-known-good copies."""
+"""In-memory recommendation cache with per-key timestamps and last-known-good copies.
+
+Lists and similar lists expire as their Redis keys do (docs/redis-keys.md): a list is
+stored once, fresh for `fresh_ttl_s` from its write, last known good until
+`max(fresh_ttl_s, lkg_ttl_s)`, then dropped (`shopper.adapters.memory_expiry`)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Collection, Sequence
 
+from shopper.adapters.memory_expiry import ExpiringMap, Sweeper, sweep
 from shopper.domain.event import StockChange
 from shopper.domain.recommendation import PageRead, RecommendationList
 from shopper.ports.cache import ListKey
@@ -18,20 +23,29 @@ class InMemoryRecommendationCache:
         self._clock = clock
         self._fresh_ttl = fresh_ttl_s
         self._lkg_ttl = lkg_ttl_s
-        self._fresh: dict[ListKey, tuple[RecommendationList, float]] = {}
-        self._lkg: dict[ListKey, tuple[RecommendationList, float]] = {}
+        # One copy per list, as in Redis: its age says whether it is fresh or last known good.
+        self._lists: ExpiringMap[ListKey, RecommendationList] = ExpiringMap(
+            max(fresh_ttl_s, lkg_ttl_s)
+        )
+        self._entries = self._lists.entries  # read directly on the page path
         self._popular: dict[str, RecommendationList] = {}
-        self._similar: dict[str, tuple[RecommendationList, float]] = {}
+        self._similar: ExpiringMap[str, RecommendationList] = ExpiringMap(lkg_ttl_s)
         self._sold_out: set[str] = set()
         self._stock_ts: dict[str, float] = {}
         self._lock = threading.Lock()
+        Sweeper.register(self.sweep)
+
+    def sweep(self) -> int:
+        """Drop the expired lists and similar lists (the `Sweeper` calls this every
+        second; writes sweep too); returns how many."""
+        return sweep(self._lock, self._clock.now(), self._lists, self._similar)
 
     def write_lists(self, lists: Sequence[tuple[ListKey, RecommendationList]]) -> None:
         now = self._clock.now()
         with self._lock:
             for key, ranked in lists:
-                self._fresh[key] = (ranked, now)
-                self._lkg[key] = (ranked, now)
+                self._lists.put(key, ranked, now)
+            self._lists.expire(now)
 
     def write_popular(self, segment: str, ranked: RecommendationList) -> None:
         with self._lock:
@@ -57,11 +71,14 @@ class InMemoryRecommendationCache:
     ) -> PageRead:
         now = self._clock.now()
         with self._lock:
-            fresh = self._live(self._fresh, key, now, self._fresh_ttl)
-            lkg = self._live(self._lkg, key, now, self._lkg_ttl)
+            entry = self._entries.get(key) if key is not None else None
+            fresh = lkg = None
+            if entry is not None:
+                age = now - entry[1]
+                fresh = entry[0] if age <= self._fresh_ttl else None
+                lkg = entry[0] if age <= self._lkg_ttl else None
             popular = tuple(self._popular[s] for s in segments if s in self._popular)
-            entry = self._similar.get(context_item) if context_item else None
-            similar = entry[0] if entry and now - entry[1] <= self._lkg_ttl else None
+            similar = self._similar.get(context_item, now) if context_item else None
             lists = (fresh, lkg, *popular, similar)
             shown = {i for r in lists if r is not None for i in r.item_ids()}
             return PageRead(fresh, lkg, popular, frozenset(shown & self._sold_out), similar)
@@ -70,29 +87,19 @@ class InMemoryRecommendationCache:
         now = self._clock.now()
         with self._lock:
             for item_id, ranked in lists:
-                self._similar[item_id] = (ranked, now)
+                self._similar.put(item_id, ranked, now)
+            self._similar.expire(now)
 
     def read_similar(self, item_id: str) -> tuple[RecommendationList | None, frozenset[str]]:
         now = self._clock.now()
         with self._lock:
-            entry = self._similar.get(item_id)
-            if entry is None or now - entry[1] > self._lkg_ttl:
+            ranked = self._similar.get(item_id, now)
+            if ranked is None:
                 return None, frozenset()
-            return entry[0], frozenset(self._sold_out.intersection(entry[0].item_ids()))
+            return ranked, frozenset(self._sold_out.intersection(ranked.item_ids()))
 
     def list_age(self, key: ListKey) -> float | None:
+        now = self._clock.now()
         with self._lock:
-            entry = self._fresh.get(key)
-        return None if entry is None else self._clock.now() - entry[1]
-
-    @staticmethod
-    def _live(
-        store: dict[ListKey, tuple[RecommendationList, float]],
-        key: ListKey | None,
-        now: float,
-        ttl: float,
-    ) -> RecommendationList | None:
-        entry = store.get(key) if key is not None else None
-        if entry is None or now - entry[1] > ttl:
-            return None
-        return entry[0]
+            entry = self._entries.get(key)
+        return None if entry is None or now - entry[1] > self._lists.ttl_s else now - entry[1]

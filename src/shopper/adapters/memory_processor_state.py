@@ -5,16 +5,18 @@ from __future__ import annotations
 import heapq
 import marshal
 import threading
-from collections import OrderedDict
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from shopper.adapters.memo import StaleMemo
+from shopper.adapters.memory_expiry import ExpiringMap, ExpiringSet, Sweeper, sweep
+from shopper.adapters.system_clock import SystemClock
 from shopper.domain.attribution import OutcomeDelta
 from shopper.domain.experiment_stats import SessionOutcome
 from shopper.domain.item import Item
 from shopper.domain.ranking import cosine, forward_weight
 from shopper.domain.session import SessionState
+from shopper.ports.clock import Clock
 from shopper.ports.processor_state import StateChanges
 
 # Forward-decayed sums grow as 2**(age / half-life); rescale long before floats overflow.
@@ -27,39 +29,57 @@ class InMemoryProcessorState:
         half_life_s: float,
         dedup_capacity: int = 1_000_000,
         staleness_s: float = 1.0,
+        *,
+        clock: Clock | None = None,
+        session_ttl_s: float = 7 * 86400.0,
+        dedup_ttl_s: float = 3600.0,
     ) -> None:
+        """Sessions and their experiment outcomes live `session_ttl_s` from their last
+        change, applied event ids `dedup_ttl_s` (at most `dedup_capacity` of them), as
+        their Redis keys do; the catalog, popularity and co-occurrence are bounded by the
+        items, as in Redis."""
+        self._clock = clock or SystemClock()
         self._half_life = half_life_s
         self._neighbour_memo = StaleMemo(staleness_s)
         self._report: dict[str, Any] | None = None  # the experiment report published
         self._landmark: float | None = None
-        self._applied: OrderedDict[str, None] = OrderedDict()
+        self._applied: ExpiringSet[str] = ExpiringSet(dedup_ttl_s)
         self._dedup_capacity = dedup_capacity
         # Sessions are kept encoded (marshal): a fifth of the memory (a shopper with ten
         # interactions: ~430 bytes, against ~2 KB as objects), and one object the garbage
         # collector never walks rather than ~15. A read is a fresh copy either way.
-        self._sessions: dict[str, bytes] = {}
+        self._sessions: ExpiringMap[str, bytes] = ExpiringMap(session_ttl_s)
         self._items: dict[str, Item] = {}
         self._popular: dict[str, dict[str, float]] = {}
         self._co: dict[str, dict[str, float]] = {}
         self._volume: dict[str, float] = {}
-        self._outcomes: dict[str, OutcomeDelta] = {}
+        self._outcomes: ExpiringMap[str, OutcomeDelta] = ExpiringMap(session_ttl_s)
         self._lock = threading.Lock()
+        Sweeper.register(self.sweep)
+
+    def sweep(self) -> int:
+        """Drop expired sessions, outcomes and event ids (the `Sweeper` calls this every
+        second; each `apply` sweeps too); returns how many."""
+        self._neighbour_memo.expire()
+        return sweep(self._lock, self._clock.now(), self._sessions, self._outcomes, self._applied)
 
     def applied(self, event_ids: Sequence[str]) -> set[str]:
         with self._lock:
             return {e for e in event_ids if e in self._applied}
 
     def sessions(self, subjects: Iterable[str]) -> dict[str, SessionState]:
+        now = self._clock.now()
         with self._lock:
-            blobs = {s: self._sessions.get(s) for s in subjects}
+            blobs = {s: self._sessions.get(s, now) for s in subjects}
         return {
             s: SessionState.from_dict(marshal.loads(b)) if b is not None else SessionState(s)
             for s, b in blobs.items()
         }
 
     def outcomes(self) -> list[SessionOutcome]:
+        now = self._clock.now()
         with self._lock:
-            return [o for d in self._outcomes.values() if (o := d.outcome()) is not None]
+            return [o for _, d in self._outcomes.live(now) if (o := d.outcome()) is not None]
 
     def publish_report(self, report: dict[str, Any]) -> None:
         self._report = report
@@ -77,11 +97,16 @@ class InMemoryProcessorState:
 
     def apply(self, changes: StateChanges) -> None:
         sessions = {s: marshal.dumps(state.to_dict()) for s, state in changes.sessions.items()}
+        now = self._clock.now()
         with self._lock:
-            self._sessions.update(sessions)
+            for subject, blob in sessions.items():
+                self._sessions.put(subject, blob, now)
             self._items.update(changes.items)
             for session, delta in changes.outcomes.items():
-                self._outcomes.setdefault(session, OutcomeDelta()).add(delta)
+                # An expired session's counters start again, as its Redis hash would.
+                kept = self._outcomes.get(session, now) or OutcomeDelta()
+                kept.add(delta)
+                self._outcomes.put(session, kept, now)
             for segment, item, weight, ts in changes.hits:
                 self._hit(segment, item, weight, ts)
             for a, b, weight in changes.co_occurrences:
@@ -96,9 +121,11 @@ class InMemoryProcessorState:
                 row_b[a] = row_b.get(a, 0.0) + weight
             # Ids last: if anything above raised, a redelivery applies the batch again.
             for event_id in changes.event_ids:
-                self._applied[event_id] = None
+                self._applied.add(event_id, now)
             while len(self._applied) > self._dedup_capacity:
-                self._applied.popitem(last=False)
+                self._applied.drop_oldest()
+            for expiring in (self._sessions, self._outcomes, self._applied):
+                expiring.expire(now)
 
     def popular(self, segment: str, n: int) -> list[tuple[str, float]]:
         """Top items of a segment (the processor reads it once per micro-batch)."""

@@ -52,6 +52,9 @@ SCHEMA = pa.schema(
     ]
 )
 _CONTEXT = ("device", "country", "referrer", "page")
+# A dict lookup, not `EventType(value)`: an enum call per event is a tenth of reading
+# the archive back (the feature state's rebuild reads every event at start-up).
+_TYPES = {t.value: t for t in EventType}
 
 
 class ParquetEventArchive:
@@ -72,9 +75,19 @@ class ParquetEventArchive:
             self._write_buffer()
 
     def read(self) -> Iterator[Event]:
-        for path in sorted(self.root.glob("day=*/part-*.parquet")):
-            for record in pq.read_table(path, schema=SCHEMA).to_pylist():
-                yield event_from_record(record)
+        for day in self.read_days():
+            yield from day
+
+    def read_days(self) -> Iterator[list[Event]]:
+        # `day=YYYY-MM-DD` sorts as the days do.
+        for folder in sorted(self.root.glob("day=*")):
+            paths = sorted(folder.glob("part-*.parquet"))
+            if paths:
+                yield [event_from_record(r) for p in paths for r in _records(p)]
+
+    def size(self) -> int:
+        paths = self.root.glob("day=*/part-*.parquet")
+        return sum(pq.read_metadata(p).num_rows for p in paths)
 
     def _write_buffer(self) -> None:
         by_day: dict[str, list[dict[str, Any]]] = {}
@@ -88,6 +101,10 @@ class ParquetEventArchive:
             pq.write_table(pa.Table.from_pylist(records, schema=SCHEMA), aside)
             os.replace(aside, folder / name)
         self._buffer = []
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    return pq.read_table(path, schema=SCHEMA).to_pylist()  # type: ignore[no-any-return]
 
 
 def utc_day(ts: float) -> str:
@@ -119,7 +136,7 @@ def event_from_record(record: dict[str, Any]) -> Event:
     item = json.loads(record["item"]) if record["item"] is not None else None
     return Event(
         event_id=record["event_id"],
-        type=EventType(record["type"]),
+        type=_TYPES[record["type"]],
         ts=record["ts"],
         session_id=record["session_id"],
         user_id=record["user_id"],
@@ -128,7 +145,9 @@ def event_from_record(record: dict[str, Any]) -> Event:
         quantity=record["quantity"],
         dwell_ms=record["dwell_ms"],
         query=record["query"],
-        context=EventContext(**{name: record[name] for name in _CONTEXT}),
+        context=EventContext(
+            record["device"], record["country"], record["referrer"], record["page"]
+        ),
         list_id=record["list_id"],
         variant=record["variant"],
         position=record["position"],

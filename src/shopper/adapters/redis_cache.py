@@ -84,14 +84,17 @@ return out
 
 # KEYS[1]: sold-out set, KEYS[2]: hash item -> ts of the change applied, KEYS[3]: the
 # change stream, KEYS[4]: its sequence counter; ARGV: the stream's approximate length bound,
-# then triples of item, ts, in stock ('1'/'0'). A change older than the applied one is
-# ignored; one that flips the item's state is appended to the change stream (numbered, so a
-# reader sees a gap) for the API processes' near caches.
+# the latest time an applied change can have, then triples of item, ts, in stock ('1'/'0').
+# A change older than the applied one is ignored; one that flips the item's state is
+# appended to the change stream (numbered, so a reader sees a gap) for the API processes'
+# near caches. Times are server receive times (`domain.event.order_time`): an applied time
+# past the bound was a client's (stored by an older version) and yields to any change.
 _SET_STOCK_LUA = """
-for i = 2, #ARGV, 3 do
+local latest = tonumber(ARGV[2])
+for i = 3, #ARGV, 3 do
   local item, ts = ARGV[i], tonumber(ARGV[i + 1])
-  local applied = redis.call('HGET', KEYS[2], item)
-  if not applied or tonumber(applied) <= ts then
+  local applied = tonumber(redis.call('HGET', KEYS[2], item) or '')
+  if not applied or applied <= ts or applied > latest then
     redis.call('HSET', KEYS[2], item, ARGV[i + 1])
     local flipped
     if ARGV[i + 2] == '1' then
@@ -119,6 +122,9 @@ return n
 
 # The change stream keeps about this many entries: a near cache further behind reloads.
 CHANGES_MAX_LEN = 100_000
+# A stock change's time is a server's receive time: one stored this far past this server's
+# clock can only be a client's (an older version ordered by the event's own `ts`).
+STOCK_TS_AHEAD_S = 86_400.0
 
 
 def redis_from_url(url: str) -> redis.Redis:
@@ -307,7 +313,7 @@ class RedisRecommendationCache:
     def set_stock(self, changes: Sequence[StockChange]) -> None:
         if not changes:
             return
-        args: list[str | int] = [CHANGES_MAX_LEN]
+        args: list[str | int] = [CHANGES_MAX_LEN, repr(self._clock.now() + STOCK_TS_AHEAD_S)]
         for change in changes:
             args += [change.item_id, repr(change.ts), "1" if change.in_stock else "0"]
         keys = self._keys

@@ -14,20 +14,28 @@ gap; a gap, a trimmed stream or a Redis that came back empty makes it load the s
 again, atomically with the stream's position). Otherwise a page is read as the synchronous
 adapter reads it, the sold-out check done in Redis by the page script in the same round
 trip, so a stale near cache can never show a sold-out item.
+
+Redis down: a page read that fails (or takes longer than the page lane's short timeout)
+puts the page path in degraded mode, where pages are answered from the near cache's copy
+of the popular lists (refreshed in the background by the follower whenever one changes)
+filtered against the last sold-out set it knew, without waiting for Redis, while that
+copy is at most `fallback_max_age_s` old (older: an empty list). Pages go back to Redis
+once the follower has reloaded from it. A Redis that comes back empty (its `epoch` key
+gone) first gets the last known sold-out set written back, so an item that sold out
+before the restart is not shown again; lists missing from it are answered from the copy.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
+import uuid
 from collections.abc import Container, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
 
 from shopper.adapters.redis_cache import (
     _READ_PAGE_LUA,
@@ -38,124 +46,57 @@ from shopper.adapters.redis_cache import (
     decode_list,
     page_from_reply,
 )
+from shopper.adapters.redis_near_cache import Lane, NearCache, Script
 from shopper.domain.recommendation import PageRead, RecommendationList
+from shopper.errors import ShopperError
 from shopper.ports.cache import ListKey
+from shopper.throttled_log import ThrottledLog
 
 log = logging.getLogger(__name__)
 
 FOLLOW_BLOCK_MS = 100  # the follower's XREAD wakes at least this often when nothing changes
 FOLLOW_COUNT = 1000  # stream entries per XREAD
-ERROR_LOG_EVERY_S = 10.0
+PAGE_TIMEOUT_S = 0.025  # a page read's wait for Redis before it answers from the copy
+FALLBACK_MAX_AGE_S = 300.0  # the oldest copy pages are answered from while Redis is down
 
 
-@dataclass(slots=True)
-class NearCache:
-    """The API process's copy of the sold-out set and the popular lists read so far."""
-
-    sold_out: set[str] = field(default_factory=set)
-    # segment -> its list (None: Redis has none); filled by page reads, refreshed on change
-    popular: dict[str, RecommendationList | None] = field(default_factory=dict)
-    seq: int | None = None  # number of the last change applied; None: must (re)load
-    last_id: bytes = b"0-0"  # stream id of the last change applied
-    synced_at: float = float("-inf")  # monotonic time of the last read known complete
-    generation: int = 0  # bumped whenever popular lists may have changed
-    reloads: int = 0
-
-    def current(self, now: float, max_age_s: float) -> bool:
-        return self.seq is not None and now - self.synced_at <= max_age_s
-
-    def apply(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
-        """Apply stream entries in order: a changed popular list is dropped, for the next
-        page read to fetch with its own list. Stops at a gap in the numbering (entries lost
-        or trimmed), leaving the cache to reload."""
-        for entry_id, fields in entries:
-            n = int(fields[b"n"])
-            if self.seq is None or n != self.seq + 1:
-                self.seq = None
-                break
-            self.seq, self.last_id = n, entry_id
-            if b"i" in fields:
-                item = fields[b"i"].decode()
-                if fields[b"s"] == b"1":
-                    self.sold_out.discard(item)
-                else:
-                    self.sold_out.add(item)
-            elif b"p" in fields:
-                self.popular.pop(fields[b"p"].decode(), None)
-                self.generation += 1  # a page read under way must not store its older copy
-
-    def load(self, seq: int, last_id: bytes, sold_out: set[str]) -> None:
-        self.sold_out = sold_out
-        self.popular = {}
-        self.seq, self.last_id = seq, last_id
-        self.generation += 1
-        self.reloads += 1
-
-
-class _Lane:
-    """Connections for page reads, each carrying one command at a time: redis-py's own
-    connections (hiredis parsing), without its pool's per-command checks, retries and
-    timers, which cost as much as the read itself. A connection that fails, or whose
-    command was cancelled mid-reply, is closed, never reused."""
-
-    def __init__(self, pool: aioredis.ConnectionPool) -> None:
-        self._pool = pool
-        self._idle: list[Any] = []
-
-    async def command(self, *args: Any) -> Any:
-        conn = self._idle.pop() if self._idle else self._new()
-        try:
-            await conn.send_command(*args, check_health=False)
-            reply = await conn.read_response()
-        except BaseException:
-            await conn.disconnect(nowait=True)  # a cancelled read must not wait here
-            raise
-        self._idle.append(conn)
-        return reply
-
-    def _new(self) -> Any:
-        return self._pool.make_connection()  # type: ignore[no-untyped-call]
-
-    async def close(self) -> None:
-        idle, self._idle = self._idle, []
-        for conn in idle:
-            await conn.disconnect()
-
-
-class _Script:
-    """A Lua script run on a lane: EVALSHA, loaded on the first NOSCRIPT."""
-
-    def __init__(self, source: str, lane: _Lane) -> None:
-        self._source = source
-        self._sha = hashlib.sha1(source.encode()).hexdigest()
-        self._lane = lane
-
-    async def __call__(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        try:
-            return await self._lane.command("EVALSHA", self._sha, len(keys), *keys, *args)
-        except NoScriptError:
-            await self._lane.command("SCRIPT", "LOAD", self._source)
-            return await self._lane.command("EVALSHA", self._sha, len(keys), *keys, *args)
+class CacheUnavailable(ShopperError):
+    """Redis cannot be read and the near cache's copy is too old to answer from."""
 
 
 class RedisPageCache:
     """PageCache on Redis (redis.asyncio, hiredis when installed), with a near cache."""
 
     def __init__(
-        self, url: str, prefix: str = "shopper:", max_age_s: float = 1.0, follow: bool = True
+        self,
+        url: str,
+        prefix: str = "shopper:",
+        max_age_s: float = 1.0,
+        follow: bool = True,
+        page_timeout_s: float = PAGE_TIMEOUT_S,
+        fallback_max_age_s: float = FALLBACK_MAX_AGE_S,
     ) -> None:
         self._url = url
         self._keys = CacheKeys(prefix)
+        self._epoch_key = f"{prefix}epoch"
         self._max_age_s = max_age_s
         self._follow_changes = follow
+        self._page_timeout_s = page_timeout_s
+        self._fallback_max_age_s = fallback_max_age_s
         self.near = NearCache()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: aioredis.Redis | None = None
-        self._lane = _Lane(aioredis.ConnectionPool())  # replaced when bound to a loop
+        self._lane = Lane(aioredis.ConnectionPool())  # replaced when bound to a loop
         self._script: Any = None
         self._follower: asyncio.Task[None] | None = None
         self._stopping = False
-        self._last_error_log = float("-inf")
+        self._errors = ThrottledLog(log)
+        # Pages answered from the near cache's copy until the follower has reloaded.
+        self.degraded = False
+        self.from_copy = 0  # pages answered from the copy
+        self.restored = 0  # times an empty Redis got the last known sold-out set back
+        self._epoch: bytes | None = None  # the Redis "life" the near cache was loaded from
+        self._probe: redis.Redis | None = None  # readiness's own synchronous client
 
     async def read_page(
         self,
@@ -166,8 +107,13 @@ class RedisPageCache:
     ) -> PageRead:
         self._bound()
         near = self.near
+        if self.degraded:
+            return self._page_from_copy(segments)
         if not near.current(time.monotonic(), self._max_age_s):
-            return await self._read_in_redis(key, segments, context_item)
+            try:
+                return await self._read_in_redis(key, segments, context_item)
+            except Exception:
+                return self._failed_over(segments)
         keys = self._keys
         names = [keys.fresh(key), keys.list(key)] if key is not None else []
         missing = [s for s in segments if s not in near.popular]
@@ -175,7 +121,10 @@ class RedisPageCache:
         if context_item:
             names.append(keys.similar(context_item))
         generation = near.generation
-        values: list[bytes | None] = await self._lane.command("MGET", *names) if names else []
+        try:
+            values: list[bytes | None] = await self._lane.command("MGET", *names) if names else []
+        except Exception:
+            return self._failed_over(segments)
         sold_out = near.sold_out
         fresh = lkg = similar = None
         if key is not None:
@@ -188,22 +137,48 @@ class RedisPageCache:
         if context_item:
             blob = values.pop()
             similar = decode_list(blob) if blob is not None else None
-        found = {
-            s: decode_list(b) if b is not None else None
-            for s, b in zip(missing, values, strict=True)
-        }
-        if missing and near.generation == generation:  # else a newer copy may be there
-            near.popular.update(found)
+        found = near.found(generation, missing, values) if missing else {}
         popular = [near.popular.get(s, found.get(s)) for s in segments]
         return PageRead(fresh, lkg, tuple(p for p in popular if p is not None), sold_out, similar)
 
+    def _failed_over(self, segments: Sequence[str]) -> PageRead:
+        """A page read failed: pages go to the copy until the follower has reloaded."""
+        self.degraded = True
+        # No traceback: formatting one on the event loop would hold up the pages.
+        self._errors.failure(
+            "Redis read failed on the page path; pages answered from the copy", traceback=False
+        )
+        return self._page_from_copy(segments)
+
+    def _page_from_copy(self, segments: Sequence[str]) -> PageRead:
+        """The page from the near cache's copy: popular lists and the last sold-out set."""
+        near = self.near
+        age = time.monotonic() - near.synced_at
+        if age > self._fallback_max_age_s:
+            raise CacheUnavailable(
+                f"Redis is unreachable and the copy of its lists is {age:.0f} s old "
+                f"(page_fallback_max_age_s={self._fallback_max_age_s:.0f})"
+            )
+        self.from_copy += 1
+        fallback = near.fallback
+        popular = tuple(fallback[s] for s in segments if s in fallback)
+        return PageRead(None, None, popular, near.sold_out)
+
     async def read_similar(self, item_id: str) -> tuple[RecommendationList | None, Container[str]]:
         self._bound()
-        if not self.near.current(time.monotonic(), self._max_age_s):
-            page = await self._read_in_redis(None, [], item_id)
-            return page.similar, page.sold_out
-        blob = await self._lane.command("GET", self._keys.similar(item_id))
-        return (decode_list(blob) if blob is not None else None), self.near.sold_out
+        try:
+            if self.degraded:
+                pass
+            elif not self.near.current(time.monotonic(), self._max_age_s):
+                page = await self._read_in_redis(None, [], item_id)
+                return page.similar, page.sold_out
+            else:
+                blob = await self._lane.command("GET", self._keys.similar(item_id))
+                return (decode_list(blob) if blob is not None else None), self.near.sold_out
+        except Exception:
+            self._failed_over([])
+        # Similar lists are not copied: the page answers without one while Redis is away.
+        return None, self._page_from_copy([]).sold_out
 
     async def wait_current(self, timeout_s: float = 5.0) -> None:
         """Until the near cache holds every change Redis has (for tests and tools: pages
@@ -221,10 +196,13 @@ class RedisPageCache:
             await asyncio.sleep(0.002)
 
     async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
         if self._loop is not asyncio.get_running_loop():
             # Made on a loop that is gone: its connections went with it.
             self._follower = self._client = self._loop = None
-            self._lane = _Lane(aioredis.ConnectionPool())
+            self._lane = Lane(aioredis.ConnectionPool())
             return
         if self._follower is not None:
             # Asked to stop rather than cancelled: a cancel landing inside the client's
@@ -241,6 +219,22 @@ class RedisPageCache:
             self._client = None
         self._loop = None
 
+    def readiness(self) -> str | None:
+        """None when Redis answers and pages read it; else why not (GET /readyz). Called
+        off the event loop: a synchronous PING with a short timeout."""
+        if self._probe is None:
+            self._probe = redis.Redis.from_url(
+                self._url, socket_connect_timeout=0.5, socket_timeout=0.5
+            )
+        try:
+            self._probe.ping()
+        except redis.RedisError as exc:
+            serving = ": pages answered from the API's copy" if self._client is not None else ""
+            return f"Redis unreachable ({exc}){serving}"
+        if self.degraded:
+            return "Redis reachable again; pages still answered from the copy until reloaded"
+        return None
+
     def status(self) -> dict[str, Any]:
         """The near cache, for stats: whether it is current, its age, what it holds."""
         now = time.monotonic()
@@ -252,6 +246,9 @@ class RedisPageCache:
             "sold_out": len(near.sold_out),
             "popular_lists": len(near.popular),
             "reloads": near.reloads,
+            "degraded": self.degraded,
+            "pages_from_copy": self.from_copy,
+            "sold_out_restored": self.restored,
         }
 
     # -- the connection, bound to the running event loop ---------------------------------
@@ -269,8 +266,16 @@ class RedisPageCache:
                 socket_timeout=REDIS_TIMEOUT_S,
                 health_check_interval=30,
             )
-            self._lane = _Lane(self._client.connection_pool)
-            self._script = _Script(_READ_PAGE_LUA, self._lane)
+            # The page's own connections, with a short timeout: a Redis that hangs costs a
+            # page PAGE_TIMEOUT_S once, then pages answer from the copy without waiting.
+            self._lane = Lane(
+                aioredis.ConnectionPool.from_url(
+                    self._url,
+                    socket_connect_timeout=self._page_timeout_s,
+                    socket_timeout=self._page_timeout_s,
+                )
+            )
+            self._script = Script(_READ_PAGE_LUA, self._lane)
             self.near = NearCache()
             if self._follow_changes:
                 self._follower = loop.create_task(self._follow(self._client))
@@ -296,14 +301,14 @@ class RedisPageCache:
     async def _follow(self, client: aioredis.Redis) -> None:
         """Keep the near cache current until cancelled; on an error, back off and reload.
         The blocking read has a connection of its own, closed at once when cancelled."""
-        lane = _Lane(client.connection_pool)
+        lane = Lane(client.connection_pool)
         try:
             await self._follow_on(lane, self.near)
         finally:
             await lane.close()
 
     async def _changes_after(
-        self, lane: _Lane, last_id: bytes
+        self, lane: Lane, last_id: bytes
     ) -> list[tuple[bytes, dict[bytes, bytes]]]:
         """The stream's entries after `last_id`, waiting up to FOLLOW_BLOCK_MS for one."""
         reply = await lane.command(
@@ -320,7 +325,7 @@ class RedisPageCache:
             return []
         return [(entry_id, dict(zip(f[::2], f[1::2], strict=True))) for entry_id, f in reply[0][1]]
 
-    async def _follow_on(self, lane: _Lane, near: NearCache) -> None:
+    async def _follow_on(self, lane: Lane, near: NearCache) -> None:
         backoff = 0.1
         while not self._stopping:
             try:
@@ -332,6 +337,13 @@ class RedisPageCache:
                 near.apply(await self._changes_after(lane, near.last_id))
                 if near.seq is not None:
                     near.synced_at = issued
+                    if near.stale:
+                        await self._refresh_copy(lane, near)
+                    if self.degraded:
+                        # The page's idle connections may be to the Redis that went away.
+                        await self._lane.close()
+                        self.degraded = False
+                        self._errors.recovered("Redis is back: pages read it again")
                 backoff = 0.1
             except asyncio.CancelledError:
                 raise
@@ -339,23 +351,50 @@ class RedisPageCache:
                 if self._stopping:
                     return
                 near.seq = None
-                self._log_error()
+                self.degraded = True
+                self._errors.failure("following the cache's change stream failed", traceback=False)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
-    async def _load(self, lane: _Lane, near: NearCache) -> None:
-        """The sold-out set and the stream's position, read atomically (MULTI)."""
+    async def _refresh_copy(self, lane: Lane, near: NearCache) -> None:
+        """Fetch the popular lists that changed, for the copy pages fall back on."""
+        segments = sorted(near.stale)
+        near.stale.clear()
+        blobs = await lane.command("MGET", *[self._keys.popular(s) for s in segments])
+        for segment, blob in zip(segments, blobs, strict=True):
+            near.keep(segment, decode_list(blob) if blob is not None else None)
+
+    async def _load(self, lane: Lane, near: NearCache) -> None:
+        """The sold-out set and the stream's position, read atomically (MULTI). A Redis
+        without the epoch key is a new one (or one restarted empty): it gets the last
+        sold-out set known here written back before pages read it."""
         keys = self._keys
         await lane.command("MULTI")
         await lane.command("GET", keys.changes_seq)
         await lane.command("XREVRANGE", keys.changes, "+", "-", "COUNT", 1)
         await lane.command("SMEMBERS", keys.sold_out)
-        seq, last, members = await lane.command("EXEC")
+        await lane.command("GET", self._epoch_key)
+        seq, last, members, epoch = await lane.command("EXEC")
+        sold_out = {m.decode() for m in members}
+        if epoch is None:
+            epoch, written_back = await self._restore(lane, near.sold_out)
+            sold_out |= written_back
+        self._epoch = epoch
         last_id = last[0][0] if last else b"0-0"
-        near.load(int(seq or 0), last_id, {m.decode() for m in members})
+        near.load(int(seq or 0), last_id, sold_out)
 
-    def _log_error(self) -> None:
-        now = time.monotonic()
-        if now - self._last_error_log > ERROR_LOG_EVERY_S:
-            self._last_error_log = now
-            log.exception("following the cache's change stream failed; pages check in Redis")
+    async def _restore(self, lane: Lane, known: set[str]) -> tuple[bytes, set[str]]:
+        """Mark this Redis with an epoch; if it lost the sold-out set this process knew
+        (`known`: it was loaded from Redis before, which came back empty), write that set
+        back first, in the same transaction. Returns the epoch and the items written."""
+        lost = set(known) if self._epoch is not None else set()
+        await lane.command("MULTI")
+        if lost:
+            await lane.command("SADD", self._keys.sold_out, *lost)
+        await lane.command("SET", self._epoch_key, uuid.uuid4().hex, "NX")
+        await lane.command("GET", self._epoch_key)
+        *_, epoch = await lane.command("EXEC")
+        if lost:
+            self.restored += 1
+            log.warning("Redis came back without its data: %d sold-out items put back", len(lost))
+        return bytes(epoch), lost

@@ -5,23 +5,26 @@ time, and the `k` bound refers to a local of `create_app`.
 """
 
 import contextlib
-import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import TypeAdapter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shopper import __version__
+from shopper.api.auth import Guard, KeyKind, audit_write, ingest_forbidden
+from shopper.api.body import add_body_limit, off_loop_if_large, read_json
 from shopper.api.dashboard import PageTimer, add_dashboard
 from shopper.api.docs import add_offline_docs
+from shopper.api.openapi_doc import document_refusals
 from shopper.api.page_route import PageRoute, page_function
+from shopper.api.readiness import Check, readiness_router, write_unavailable
 from shopper.api.schemas import (
     ErrorOut,
     HealthOut,
@@ -30,7 +33,8 @@ from shopper.api.schemas import (
     RejectedEventOut,
     recommendations_body,
 )
-from shopper.codec import EventIn, ItemIn
+from shopper.codec import EVENT, ItemIn
+from shopper.keys import ApiKeys, new_key
 from shopper.services.history import History
 from shopper.services.ingest import BatchTooLarge, EventIngest, IngestResult
 from shopper.services.metrics import Metrics
@@ -50,8 +54,16 @@ def create_app(
     pages: PageLog | None = None,
     impressions: bool = True,
     metrics: Metrics | None = None,
+    keys: ApiKeys | None = None,
+    max_body_bytes: int = 1 << 20,
+    readiness: Mapping[str, Check] | None = None,
 ) -> PageRoute:
-    """The API: FastAPI (`.app`) behind the page route's fast path."""
+    """The API: FastAPI (`.app`) behind the page route's fast path. `keys`: the API keys
+    it takes (api/auth.py); None: random ones, so no write is open by accident."""
+    guard = Guard(keys or ApiKeys(new_key(), new_key()))
+    any_writer = Depends(guard.dependency(guard.writer))
+    admin_only = Depends(guard.dependency(guard.admin))
+    readers = [Depends(guard.dependency(guard.reader))]
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -74,20 +86,24 @@ def create_app(
         response_model=IngestOut,
         responses={
             400: {"model": ErrorOut, "description": "Body is not JSON"},
-            413: {"model": ErrorOut, "description": "Batch over the limit"},
+            413: {"model": ErrorOut, "description": "Batch or body over the limit"},
             422: {"model": IngestOut, "description": "Some events rejected; the rest accepted"},
             429: {"description": SPOOL_FULL_DOC},
         },
-        openapi_extra=_body_schema(EventIn, "One event, or a list of events"),
+        openapi_extra=_body_schema("EventIn", "One event, or a list of events", ingest.max_batch),
     )
-    async def post_events(request: Request) -> Any:
+    async def post_events(request: Request, kind: KeyKind = any_writer) -> Any:
         """Accept one event or a batch. Each bad event is listed with its reasons;
-        the good events beside it are accepted all the same."""
-        body = await _json_body(request)
+        the good events beside it are accepted all the same. Behaviour events need the
+        ingest key, catalog events (`item_upsert`, `stock_change`, `price_change`) the
+        admin token."""
+        body = await read_json(request)
         if isinstance(body, JSONResponse):
             return body
-        events = body if isinstance(body, list) else [body]
-        return _ingest_response(ingest, events)
+        events = body.value if isinstance(body.value, list) else [body.value]
+        if kind is KeyKind.INGEST and (refused := ingest_forbidden(events)) is not None:
+            return refused
+        return await off_loop_if_large(body, _ingest_response, ingest, events, request, kind)
 
     @app.put(
         "/v1/catalog/items",
@@ -99,20 +115,22 @@ def create_app(
             422: {"model": IngestOut},
             429: {"description": SPOOL_FULL_DOC},
         },
-        openapi_extra=_body_schema(ItemIn, "Items to insert or update"),
+        openapi_extra=_body_schema("ItemIn", "Items to insert or update", ingest.max_batch),
     )
-    async def put_items(request: Request) -> Any:
-        """Bulk upsert catalog items (each becomes an `item_upsert` event)."""
-        body = await _json_body(request)
+    async def put_items(request: Request, kind: KeyKind = admin_only) -> Any:
+        """Bulk upsert catalog items (each becomes an `item_upsert` event). Needs the
+        admin token."""
+        body = await read_json(request)
         if isinstance(body, JSONResponse):
             return body
-        items = body if isinstance(body, list) else [body]
-        events = [_upsert_event(item) for item in items]
-        return _ingest_response(ingest, events)
+        items = body.value if isinstance(body.value, list) else [body.value]
+        now = ingest.clock.now()
+        events = [_upsert_event(item, now) for item in items]
+        return await off_loop_if_large(body, _ingest_response, ingest, events, request, kind)
 
     page = page_function(reader.recommend_async, ingest.record_impression if impressions else None)
 
-    @app.get("/v1/recommendations", response_model=RecommendationsOut)
+    @app.get("/v1/recommendations", response_model=RecommendationsOut, dependencies=readers)
     # async: the read is one in-memory lookup or one awaited Redis round trip.
     async def get_recommendations(
         user_id: str | None = None,
@@ -143,7 +161,16 @@ def create_app(
     @app.get(
         "/v1/items/{item_id:path}/similar",
         response_model=RecommendationsOut,
-        responses={200: {"description": SIMILAR_DOC}},
+        responses={
+            200: {"description": SIMILAR_DOC},
+            404: {
+                "model": ErrorOut,
+                "description": "No such route: an item id with a line break cannot be part "
+                "of this path (no catalog item has one: ids are refused with control "
+                "characters)",
+            },
+        },
+        dependencies=readers,
     )
     # async for the same reason as get_recommendations: one cache round trip.
     async def get_similar(
@@ -156,7 +183,7 @@ def create_app(
         body = recommendations_body(await reader.similar_async(item_id, size), size)
         return Response(orjson.dumps(body), media_type="application/json")
 
-    @app.get("/v1/experiments")
+    @app.get("/v1/experiments", dependencies=readers)
     def get_experiments(
         max_age_s: Annotated[
             float, Query(ge=0, description="a report at most this old is answered as is")
@@ -168,15 +195,18 @@ def create_app(
         return experiments(max_age_s) if experiments else {"champion": None, "variants": []}
 
     app.include_router(_ops_router(health_info, stats, metrics))
-    _add_body_models(app, [EventIn, ItemIn])
+    app.include_router(readiness_router(readiness or {}))
+    _add_body_models(app, {"EventIn": EVENT, "ItemIn": TypeAdapter(ItemIn)})
+    document_refusals(app, readers[0].dependency if guard.read_headers is None else None)
     add_offline_docs(app)
     if history is not None:
-        add_dashboard(app, history)
+        add_dashboard(app, history, readers)
+    add_body_limit(app, max_body_bytes)  # innermost: the timers count a refusal too
     if pages is not None or metrics is not None:  # inside ServerTiming: added first
         app.add_middleware(PageTimer, pages=pages, metrics=metrics)
     app.add_middleware(ServerTiming)
     # In front of the framework: the page read skips it (api/page_route.py).
-    return PageRoute(app, page, default_k, max_k, pages, metrics)
+    return PageRoute(app, page, default_k, max_k, pages, metrics, guard.read_headers)
 
 
 class ServerTiming:
@@ -209,11 +239,13 @@ def create_ops_app(
     health: dict[str, str],
     stats: Callable[[], dict[str, Any]] | None = None,
     metrics: Metrics | None = None,
+    readiness: Mapping[str, Check] | None = None,
 ) -> FastAPI:
     """What a processor-only process serves: health, counters and metrics, for probes and
     operators."""
     app = FastAPI(title="shopper processor", version=__version__, docs_url=None, redoc_url=None)
     app.include_router(_ops_router(health, stats, metrics))
+    app.include_router(readiness_router(readiness or {}))
     add_offline_docs(app)
     return app
 
@@ -251,17 +283,6 @@ def _ops_router(
     return router
 
 
-async def _json_body(request: Request) -> Any:
-    raw = await request.body()
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return JSONResponse({"detail": f"body is not valid JSON: {exc}"}, status_code=400)
-    except RecursionError:
-        detail = "body JSON is nested too deeply to read"
-        return JSONResponse({"detail": detail}, status_code=400)
-
-
 SIMILAR_DOC = (
     "The item's most similar items in stock, best first (its behavioural and content "
     "neighbours in the served model). An item with no similar list (unknown, or no model "
@@ -282,11 +303,23 @@ SPOOL_FULL_DOC = (
 )
 
 
-def _ingest_response(ingest: EventIngest, events: list[Any]) -> Any:
+def _ingest_response(
+    ingest: EventIngest, events: list[Any], request: Request, kind: KeyKind
+) -> Any:
+    response, accepted = _ingested(ingest, events)
+    if kind is KeyKind.ADMIN:
+        audit_write(request, kind, events, response.status_code, accepted)
+    return response
+
+
+def _ingested(ingest: EventIngest, events: list[Any]) -> tuple[JSONResponse, int]:
+    """The response to a batch, and how many of its events were accepted."""
     try:
         result: IngestResult = ingest.ingest(events)
     except BatchTooLarge as exc:
-        return JSONResponse({"detail": str(exc)}, status_code=413)
+        return JSONResponse({"detail": str(exc)}, status_code=413), 0
+    except Exception as exc:  # a dependency down mid-write, say the live stock set (Redis)
+        return write_unavailable(exc), 0
     out = IngestOut(
         accepted=result.accepted,
         rejected=[
@@ -297,41 +330,41 @@ def _ingest_response(ingest: EventIngest, events: list[Any]) -> Any:
     if result.spool_full:
         body = {**out.model_dump(), "detail": result.spool_full}
         body["not_accepted"] = result.not_accepted
-        return JSONResponse(body, status_code=429, headers={"Retry-After": "1"})
-    if result.rejected:
-        return JSONResponse(out.model_dump(), status_code=422)
-    return JSONResponse(out.model_dump(), status_code=202)
+        response = JSONResponse(body, status_code=429, headers={"Retry-After": "1"})
+    else:
+        response = JSONResponse(out.model_dump(), status_code=422 if result.rejected else 202)
+    return response, result.accepted
 
 
-def _upsert_event(item: Any) -> Any:
+def _upsert_event(item: Any, now: float) -> Any:
     if not isinstance(item, dict):
         return item  # rejected by validation with a clear reason
     # Unique per request: the processor drops repeated event ids, and a later upsert of the
     # same item must not be mistaken for a redelivery of the first. Upserts are idempotent.
-    # The event happens now: the catalog changed when the shop said so.
-    event_id = f"upsert:{item.get('item_id')}:{uuid.uuid4().hex}"
+    # The event happens now: the catalog changed when the shop said so. The id leaves the
+    # item's id out (the event carries the item): it fits whatever the item id's length.
+    event_id = f"upsert:{uuid.uuid4().hex}"
     return {
         "event_id": event_id,
         "type": "item_upsert",
-        "ts": datetime.now(UTC).isoformat(),
+        "ts": datetime.fromtimestamp(now, UTC).isoformat(),
         "item": item,
     }
 
 
-def _body_schema(model: type[Any], description: str) -> dict[str, Any]:
-    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+def _body_schema(name: str, description: str, max_batch: int) -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{name}"}
+    batch = {"type": "array", "items": ref, "maxItems": max_batch}
     return {
         "requestBody": {
             "required": True,
             "description": description,
-            "content": {
-                "application/json": {"schema": {"oneOf": [ref, {"type": "array", "items": ref}]}}
-            },
+            "content": {"application/json": {"schema": {"oneOf": [ref, batch]}}},
         }
     }
 
 
-def _add_body_models(app: FastAPI, models: list[type[BaseModel]]) -> None:
+def _add_body_models(app: FastAPI, models: dict[str, TypeAdapter[Any]]) -> None:
     """Request bodies are parsed by hand (to answer per event), so their schemas are
     added to the OpenAPI document here."""
     original = app.openapi
@@ -340,10 +373,10 @@ def _add_body_models(app: FastAPI, models: list[type[BaseModel]]) -> None:
         if app.openapi_schema is None:
             doc = original()
             schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-            for model in models:
-                schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, model in models.items():
+                schema = model.json_schema(ref_template="#/components/schemas/{model}")
                 schemas.update(schema.pop("$defs", {}))
-                schemas[model.__name__] = schema
+                schemas[name] = schema
         return app.openapi_schema or original()
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -4,6 +4,7 @@ and the timer of page reads that feeds its latency and source charts and the pag
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +23,17 @@ SOURCE_FIELD = b'"source":"'
 VARIANT_FIELD = b'"variant":"'
 
 
-def add_dashboard(app: FastAPI, history: History) -> None:
-    """`/dashboard`, its assets under `/assets/dashboard`, and the series it plots."""
+def add_dashboard(app: FastAPI, history: History, dependencies: Sequence[Any] = ()) -> None:
+    """`/dashboard`, its assets under `/assets/dashboard`, and the series it plots (behind
+    `dependencies`: the read key's check; the page and its assets hold no data, and the
+    page sends the key of its URL's `#key=` fragment)."""
     router = APIRouter()
 
     @router.get("/dashboard", include_in_schema=False)
     def dashboard() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
-    @router.get("/v1/dashboard/series")
+    @router.get("/v1/dashboard/series", dependencies=list(dependencies))
     def dashboard_series(since: float | None = None) -> dict[str, Any]:
         """This process's history for the dashboard: snapshots (`at`, epoch seconds) of
         `stats` (as GET /v1/stats), `experiments` (as GET /v1/experiments) and `pages`

@@ -6,12 +6,14 @@ the cache read itself. The page is the one route a shop calls on every render, s
 middleware answers it first: it parses the query as Starlette does, and when the request is
 well formed it calls the same page function the FastAPI route calls, times it, sends the
 bytes, and records the page for the dashboard and the metrics. Anything else, including a
-malformed page request, goes on to FastAPI, whose route documents the API and answers
-validation errors as usual.
+malformed page request and, when a read key is set, one without it (one header look-up and
+compare, `keyed`), goes on to FastAPI, whose route documents the API and answers
+validation errors and missing keys as usual.
 """
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl
@@ -90,6 +92,20 @@ def query_params(query: bytes) -> dict[str, str]:
     return params
 
 
+def keyed(scope: Scope, accepted: tuple[bytes, ...]) -> bool:
+    """Whether the request's `Authorization` is one of `accepted` (whole header values),
+    compared in constant time. A request without it goes on to FastAPI, which answers
+    401 or 403 as for every other route."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            # `|`, not `or`: every accepted value is compared, whichever one matches.
+            found = False
+            for header in accepted:
+                found |= hmac.compare_digest(value, header)
+            return found
+    return False
+
+
 class PageRoute:
     """ASGI middleware answering well-formed page reads itself (module docstring)."""
 
@@ -101,6 +117,7 @@ class PageRoute:
         max_k: int,
         pages: PageLog | None = None,
         metrics: Metrics | None = None,
+        read_headers: tuple[bytes, ...] | None = None,
     ) -> None:
         self.app = app
         self.page = page
@@ -108,6 +125,8 @@ class PageRoute:
         self.max_k = max_k
         self.pages = pages
         self.metrics = metrics
+        # The `Authorization` values a read may bring (api/auth.py); None: reads are open.
+        self.read_headers = read_headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -115,6 +134,7 @@ class PageRoute:
             or scope["path"] != RECOMMENDATIONS_ROUTE
             or scope["method"] != "GET"
             or (request := page_request(scope["query_string"], self.default_k, self.max_k)) is None
+            or (self.read_headers is not None and not keyed(scope, self.read_headers))
         ):
             await self.app(scope, receive, send)
             return

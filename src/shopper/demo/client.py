@@ -10,6 +10,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from shopper.domain.event import CATALOG_TYPES
+
+CATALOG_TYPE_NAMES = frozenset(t.value for t in CATALOG_TYPES)
+
+
+def _bearer(key: str | None) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"} if key else {}
+
 
 @dataclass(frozen=True, slots=True)
 class Shopper:
@@ -56,8 +64,15 @@ class ShopClient:
     own HTTP client is lean, and a heavy one would inflate the latency it measures.
     """
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(
+        self, base_url: str, admin_token: str | None = None, ingest_key: str | None = None
+    ) -> None:
         parsed = urlsplit(base_url)
+        # The shop's back office holds the admin token (catalog, stock, price), its
+        # frontend the ingest key (behaviour); pages send the admin token, which reads
+        # take when a read key is set.
+        self._admin = _bearer(admin_token)
+        self._ingest = _bearer(ingest_key or admin_token)
         self._conn = http.client.HTTPConnection(
             parsed.hostname or "127.0.0.1", parsed.port, timeout=30
         )
@@ -67,9 +82,10 @@ class ShopClient:
     def close(self) -> None:
         self._conn.close()
 
-    def _call(self, method: str, path: str, payload: Any = None) -> Reply:
+    def _call(self, method: str, path: str, payload: Any = None, catalog: bool = True) -> Reply:
         body = None if payload is None else json.dumps(payload).encode()
         headers = {"content-type": "application/json"} if body is not None else {}
+        headers.update(self._admin if catalog else self._ingest)
         try:
             self._conn.request(method, path, body=body, headers=headers)
             response = self._conn.getresponse()
@@ -97,7 +113,8 @@ class ShopClient:
             return
         for event in events:
             self._track_stock(event)
-        self._count(self._call("POST", "/v1/events", events), len(events))
+        catalog = any(str(e.get("type")) in CATALOG_TYPE_NAMES for e in events)
+        self._count(self._call("POST", "/v1/events", events, catalog), len(events))
 
     def recommend(
         self, shopper: Shopper, context_item: str | None = None, k: int = 10

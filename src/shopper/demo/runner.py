@@ -24,6 +24,7 @@ from shopper.demo.datasets import open_dataset
 from shopper.demo.simulator import ShopSimulator, SimulationParams
 from shopper.domain.stats import percentile
 from shopper.errors import ShopperError
+from shopper.keys import dump_with_secrets, with_keys
 from shopper.services.runtime import free_port
 
 DRAIN_TIMEOUT_S = 60.0
@@ -52,21 +53,26 @@ def run_demo(config: Config, options: DemoOptions) -> dict[str, Any]:
     """
     conversion = (("challenger", CHALLENGER_CONVERSION),) if options.experiment else ()
     params = SimulationParams(
-        shoppers=options.shoppers, seed=options.seed, conversion_by_variant=conversion
+        shoppers=options.shoppers,
+        seed=options.seed,
+        conversion_by_variant=conversion,
+        # Event ids of this run's own: a rerun in the same data folder continues the
+        # archived history (whose ids it would otherwise repeat at other times).
+        run=uuid.uuid4().hex[:8],
     )
     traffic = (
         open_dataset(options.dataset, options.max_events)
         if options.dataset
         else ShopSimulator(params)
     )
-    config = _own_namespace(config)
+    config = with_keys(_own_namespace(config))
     if options.experiment:
         _start_experiment(config)
     started = time.perf_counter()
     model = None if options.dataset else _train_on_history(config, options)
     try:
         with _shopper(config) as (api_url, ops_url):
-            shop, ops = ShopClient(api_url), ShopClient(ops_url)
+            shop, ops = ShopClient(api_url, *_keys(config)), ShopClient(ops_url, *_keys(config))
             _wait_until_live(shop, ops)
             total, unit = _size(traffic)
             with _progress(options.progress, total, unit) as tick:
@@ -158,6 +164,13 @@ def _train_on_history(config: Config, options: DemoOptions) -> dict[str, Any]:
     )
     keys = ("version", "seconds", "events", "shoppers", "items", "ranker")
     return {k: result[k] for k in keys}
+
+
+def _keys(config: Config) -> tuple[str, str]:
+    """The simulated shop's admin token (its catalog and stock) and ingest key (its
+    shoppers' events)."""
+    assert config.admin_token is not None and config.ingest_key is not None
+    return config.admin_token.get_secret_value(), config.ingest_key.get_secret_value()
 
 
 def _own_namespace(config: Config) -> Config:
@@ -270,10 +283,11 @@ class ShopperProcess:
 
 
 def config_env(config: Config) -> dict[str, str]:
-    """The config as SHOPPER_* variables, for a child process."""
+    """The config as SHOPPER_* variables, for a child process (the keys in clear)."""
     return {
-        ENV_PREFIX + name.upper(): str(value)
-        for name, value in config.model_dump().items()
+        # A list as comma-separated text, as the settings read it from the environment.
+        ENV_PREFIX + name.upper(): ",".join(value) if isinstance(value, list) else str(value)
+        for name, value in dump_with_secrets(config).items()
         if value is not None  # unset: the child's default, as here
     }
 
@@ -353,7 +367,9 @@ def _report(
         "duration_s": round(elapsed, 2),
         "events_ingested": s.events_accepted,
         "events_rejected": s.events_rejected,
-        "events_processed": stats["applied"] - stats.get("impressions", 0),
+        # Taken in: applied here, or found applied already (a catalog replay of a processor
+        # whose state was new may fold catalog events in before the processor reaches them).
+        "events_processed": stats["applied"] - stats.get("impressions", 0) + stats["duplicates"],
         "impressions_processed": stats.get("impressions", 0),
         "processor_caught_up": stats["caught_up"],
         "dead_letters": stats["dead_letters"],

@@ -47,6 +47,9 @@ class SimulationParams:
     # with `factor` times the usual probability (an experiment arm that converts
     # differently; `shopper demo --experiment`).
     conversion_by_variant: tuple[tuple[str, float], ...] = ()
+    # Part of every event id (`sim-<seed>-<run>-<n>`): runs of one seed, each with a run
+    # of its own, send distinct events, as a shop's successive days do. Empty: `sim-<seed>-<n>`.
+    run: str = ""
 
 
 @dataclass
@@ -195,7 +198,8 @@ class ShopSimulator:
 
     def _catalog(self, type_: str, item_id: str, **extra: Any) -> dict[str, Any]:
         self._seq += 1
-        event_id = f"sim-{self.p.seed}-{self._seq}"
+        run = f"{self.p.run}-" if self.p.run else ""
+        event_id = f"sim-{self.p.seed}-{run}{self._seq}"
         return {"event_id": event_id, "type": type_, "ts": _iso(None), "item_id": item_id, **extra}
 
 

@@ -20,3 +20,14 @@ class EventArchive(Protocol):
     def read(self) -> Iterator[Event]:
         """Every archived event, in no particular order (duplicates possible)."""
         ...
+
+    def read_days(self) -> Iterator[list[Event]]:
+        """Every archived event, one UTC day at a time, the days in time order (within a
+        day no particular order; duplicates possible): a reader folding the history in
+        keeps one day in memory, not the whole archive."""
+        ...
+
+    def size(self) -> int:
+        """How many events `read` yields (duplicates included), known without reading
+        them: the total of a progress bar."""
+        ...

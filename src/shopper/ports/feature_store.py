@@ -54,14 +54,22 @@ class FeatureSink(Protocol):
         ...
 
 
+# Why a served row may lack history (`ServedRow.incomplete` starts with it): the engine
+# that computed it could not rebuild its state from the archive at start-up.
+BEFORE_REBUILD = "before_rebuild"
+
+
 @dataclass(frozen=True, slots=True)
 class ServedRow:
     """A feature row as the online path served it, with how many of the entity's events
     it was computed from (those inside the view's horizon up to the row's time; None if
-    not known). Fewer than training counts for that time means events arrived late."""
+    not known). Fewer than training counts for that time means events arrived late.
+    `incomplete` says why the engine's state lacked history when it computed the row
+    (None: it was complete), so the skew check can tell such rows from real skew."""
 
     row: FeatureRow
     events_seen: int | None = None
+    incomplete: str | None = None
 
 
 class FeatureLog(Protocol):

@@ -16,7 +16,7 @@ from shopper.domain.session import SessionState
 class StateChanges:
     """Everything one micro-batch changes; applied atomically with its event ids."""
 
-    event_ids: list[str] = field(default_factory=list)
+    event_ids: list[str] = field(default_factory=list)  # each `Event.dedup_key`
     sessions: dict[str, SessionState] = field(default_factory=dict)
     items: dict[str, Item] = field(default_factory=dict)
     # (segment, item_id, weight, ts): one interest hit for decayed popularity

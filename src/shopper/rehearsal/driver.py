@@ -49,6 +49,14 @@ class RehearsalOptions:
     ready_timeout_s: float = 30.0  # for the target's first list to be written
     lost_after_s: float = 10.0  # no answer at all for this long ends the run
     retire: bool = False  # afterwards, every item of the run out of stock
+    # The rehearsal writes the catalog and sells items out: it needs the admin token, which
+    # takes every route. With only an ingest key, the catalog upsert is refused (403).
+    admin_token: str | None = None
+    ingest_key: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        key = self.admin_token or self.ingest_key
+        return {"authorization": f"Bearer {key}"} if key else {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +147,7 @@ class Rehearsal:
             timeout=self.options.timeout_s,
             transport=self._transport or lean,
             limits=httpx.Limits(max_connections=self.options.concurrency + 16),
+            headers=self.options.headers(),
         )
 
     async def _drive(

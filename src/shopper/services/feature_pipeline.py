@@ -27,10 +27,11 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 from shopper.codec import decode_event
-from shopper.domain.event import Event
+from shopper.domain.event import Event, as_applied
 from shopper.domain.features.engine import (
     ALL_PARTS,
     CATALOG,
@@ -38,13 +39,13 @@ from shopper.domain.features.engine import (
     USER,
     FeatureEngine,
     Touched,
-    unique_in_order,
 )
 from shopper.domain.features.spec import FeatureRow
 from shopper.errors import InvalidEvent
 from shopper.ports.event_archive import EventArchive
 from shopper.ports.event_log import EventConsumer, Record
-from shopper.ports.feature_store import FeatureLog, FeatureStore, ServedRow
+from shopper.ports.feature_store import BEFORE_REBUILD, FeatureLog, FeatureStore, ServedRow
+from shopper.services.feature_rebuild import RebuildProgress, rebuild_engine
 from shopper.services.priority import lower_this_thread
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,11 @@ class FeatureStats:
     errors: int = 0
     item_feed_events: int = 0
     catalog_feed_events: int = 0
+    # The start-up rebuild from the archive (see `feature_rebuild`): events folded in,
+    # seconds, and whether the state is complete (False: the archive was unreadable).
+    rebuild_events: int = 0
+    rebuild_s: float = 0.0
+    state_complete: bool = False
 
 
 @dataclass(slots=True)
@@ -94,9 +100,11 @@ class FeaturePipeline:
         log_sample: float = 0.05,
         max_queued_batches: int = 1000,
         open_feeds: Callable[[], FeatureFeeds] | None = None,
+        rebuild_progress: Callable[[], AbstractContextManager[RebuildProgress]] | None = None,
     ) -> None:
         """Without `open_feeds` the pipeline sees every event through `observe` (one
-        processor process: the embedded mode); with it, see the module docstring."""
+        processor process: the embedded mode); with it, see the module docstring.
+        `rebuild_progress` opens the progress display of the start-up rebuild."""
         self.archive = archive
         self.engine = FeatureEngine()
         self.stats = FeatureStats()
@@ -117,6 +125,8 @@ class FeaturePipeline:
         self._open_feeds = open_feeds
         self._feed_rounds = 0  # rounds of the worker in which the feeds had nothing new
         self._ready = threading.Event()
+        self._rebuild_progress = rebuild_progress
+        self._incomplete_reason: str | None = None  # set when the rebuild fell short
 
     def observe(self, events: Sequence[Event]) -> None:
         """Hand over a micro-batch. Waits at most `HANDOFF_TIMEOUT_S` for room; a batch
@@ -172,11 +182,13 @@ class FeaturePipeline:
             self._store.close()
             self._store = None
 
-    def start(self, timeout: float = 120.0) -> bool:
-        """Start the worker and wait (at most `timeout`) until it has rebuilt the engine
-        from the archive and opened the feature store: opening Feast is seconds of pure
-        Python (imports), which would hold the GIL against the processor's first batches
-        if it happened once events flow. True if ready in time."""
+    def start(self, timeout: float | None = None) -> bool:
+        """Start the worker and wait (at most `timeout`; None: as long as it takes) until
+        it has rebuilt the engine from the archive and opened the feature store. The
+        processor is started after this, so no live event is folded into a state that
+        lacks the history, and none waits in (or overflows) the hand-over queue while the
+        archive is read. Opening Feast is seconds of pure Python (imports), which would
+        hold the GIL against the processor's first batches too. True if ready in time."""
         self._ensure_started()
         return self._ready.wait(timeout)
 
@@ -260,12 +272,19 @@ class FeaturePipeline:
 
     def _warm_up(self) -> None:
         """Rebuild the engine from the archive of earlier runs, so rows computed after a
-        restart see the whole history, as the backfill does."""
-        try:
-            self.engine.apply(unique_in_order(self.archive.read()))
-        except Exception:
+        restart see the whole history, as the backfill does. Runs before the worker takes
+        a handed-over batch (live events wait in the queue until it is done)."""
+        show: Callable[[], AbstractContextManager[RebuildProgress | None]] = (
+            self._rebuild_progress or (lambda: nullcontext(None))
+        )
+        with show() as tick:
+            result = rebuild_engine(self.engine, self.archive, tick)
+        self.stats.rebuild_events = result.events
+        self.stats.rebuild_s = round(result.seconds, 3)
+        self.stats.state_complete = result.complete
+        if not result.complete:
             self.stats.errors += 1
-            log.exception("could not read the event archive; features start from scratch")
+            self._incomplete_reason = f"{BEFORE_REBUILD}: {result.error}"
 
     def _handle(self, events: list[Event], feeds: dict[frozenset[str], list[Event]]) -> None:
         """Archive `events` (the handed-over ones: each event is handed over by exactly one
@@ -335,12 +354,14 @@ class FeaturePipeline:
         kept = self.engine.events_kept(kind, row.entity_id)
         if kept is None or kept[0] != row.as_of:
             return ServedRow(row)  # another writer's row (a replica's), not this engine's
-        return ServedRow(row, kept[1])
+        return ServedRow(row, kept[1], self._incomplete_reason)
 
 
 def _decoded(record: Record) -> Event | None:
+    """A record of a feed, as the processor applied it (`as_applied`: no later than it was
+    received), so the rows pushed from it match the archive's events."""
     try:
-        return decode_event(record.value)
+        return as_applied(decode_event(record.value), record.timestamp)
     except InvalidEvent:
         return None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +15,7 @@ from shopper.domain.event import CATALOG_TYPES, stock_change_of, subject_key
 from shopper.domain.recommendation import RecommendationList
 from shopper.errors import InvalidEvent, ShopperError, SpoolFull
 from shopper.ports.cache import RecommendationCache
+from shopper.ports.clock import Clock
 from shopper.ports.event_log import EventLog
 
 
@@ -42,6 +43,15 @@ class IngestResult:
     not_accepted: list[str] = field(default_factory=list)
 
 
+def _echoed_id(raw: Any) -> str | None:
+    """The event id of a rejected event, as the answer can carry it: text or a number,
+    printable in UTF-8 (a lone surrogate escaped), cut to 128 characters."""
+    event_id = raw.get("event_id") if isinstance(raw, dict) else None
+    if isinstance(event_id, bool) or not isinstance(event_id, str | int | float):
+        return None
+    return str(event_id)[:128].encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class EventIngest:
     """The write side of the API. Bad events are rejected one by one; good ones still go in."""
 
@@ -52,8 +62,12 @@ class EventIngest:
         events_topic: str,
         catalog_topic: str,
         max_batch: int,
+        clock: Clock,
+        max_event_skew_s: float = 300.0,
     ) -> None:
         self._log = event_log
+        self.clock = clock  # the server's: events are bounded by it and stamped with it
+        self._max_skew = max_event_skew_s
         self._cache = cache
         self._events_topic = events_topic
         self._catalog_topic = catalog_topic
@@ -65,31 +79,56 @@ class EventIngest:
             raise BatchTooLarge(len(raw_events), self.max_batch)
         result = IngestResult()
         good: list[EventIn] = []
+        now = self.clock.now()
+        received = datetime.fromtimestamp(now, UTC)
+        receipt = f',"received_at":"{received.isoformat()}"}}'.encode()
         for index, raw in enumerate(raw_events):
             try:
-                good.append(parse_event(raw))
+                good.append(self._in_time(parse_event(raw), received))
             except InvalidEvent as exc:
-                event_id = raw.get("event_id") if isinstance(raw, dict) else None
-                result.rejected.append(
-                    Rejection(index, str(event_id) if event_id is not None else None, exc.reasons)
-                )
+                result.rejected.append(Rejection(index, _echoed_id(raw), exc.reasons))
         for n, event in enumerate(good):
             topic = self._catalog_topic if event.type in CATALOG_TYPES else self._events_topic
+            # Stamped with the receive time as it is encoded: the JSON object gets it as its
+            # last field (a copy of the model to set it would cost as much as the encoding).
+            stamped = encode_event(event)[:-1] + receipt
             try:
-                self._log.publish(topic, event.to_domain().partition_key, encode_event(event))
+                self._log.publish(topic, event.to_domain().partition_key, stamped)
             except SpoolFull as exc:
                 result.spool_full = str(exc)
                 result.not_accepted = [e.event_id for e in good[n:]]
                 break
             result.accepted += 1
-        self._update_stock(good[: result.accepted])
+        self._update_stock(good[: result.accepted], now)
         return result
 
-    def _update_stock(self, events: list[EventIn]) -> None:
+    def _in_time(self, event: EventIn, received: datetime) -> EventIn:
+        """The event, unless it claims to come from the future (or states a receive time:
+        that is the server's word, stamped on every event accepted). Older events are
+        taken: they are history (archive, features) and count as old; stock and price
+        order by `received_at`, so they cannot undo a newer change."""
+        if event.received_at is not None:
+            raise InvalidEvent(["received_at: set by the server when it accepts an event"])
+        ahead = (event.ts - received).total_seconds()
+        if ahead > self._max_skew:
+            raise InvalidEvent(
+                [
+                    f"ts: {event.ts.isoformat()} is {ahead:.0f} s ahead of the server's clock "
+                    f"({received.isoformat()}); at most {self._max_skew:.0f} s is allowed "
+                    "(max_event_skew_s): send the time the event happened"
+                ]
+            )
+        return event
+
+    def _update_stock(self, events: list[EventIn], received: float) -> None:
         """The live stock set changes when the event is accepted, not when it is processed:
         the page must stop showing a sold-out item at once. (The processor applies the same
-        changes again in stream order; the newest change per item wins either way.)"""
-        changes = [c for e in events if (c := stock_change_of(e.to_domain())) is not None]
+        changes again later; the change received last wins either way, ordered by the
+        `received_at` stamped here, which no client sets.)"""
+        stated = [
+            replace(e.to_domain(), received_at=received) for e in events if e.type in CATALOG_TYPES
+        ]
+        changes = [c for e in stated if (c := stock_change_of(e)) is not None]
         if changes:
             self._cache.set_stock(changes)
 

@@ -18,7 +18,7 @@ from shopper.domain.event import Event
 from shopper.domain.features.engine import item_of
 from shopper.domain.ranking import top_popular
 from shopper.domain.recommendation import DEFAULT_VARIANT, RecommendationList, Source
-from shopper.domain.segment import GLOBAL_SEGMENT
+from shopper.domain.segment import DEFAULT_SEGMENTS, GLOBAL_SEGMENT, SegmentPolicy
 from shopper.domain.session import SessionState
 from shopper.errors import InvalidEvent, ShopperError
 from shopper.ports.cache import RecommendationCache
@@ -31,6 +31,7 @@ from shopper.services.priority import lower_this_thread
 from shopper.services.processor_stats import ProcessorStats
 from shopper.services.ranking import RankingSettings, RankingStage
 from shopper.services.state_fold import FoldedBatch, StateFold
+from shopper.throttled_log import ThrottledLog
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class ProcessorSettings:
     # Where item events are republished keyed by item id (for the item features of a
     # feature store shared by several replicas); None: not republished.
     item_events_topic: str | None = None
+    segments: SegmentPolicy = DEFAULT_SEGMENTS  # the popularity segments counted
 
 
 class Processor:
@@ -83,12 +85,17 @@ class Processor:
         self._clock = clock
         self._settings = settings
         self._pending_segments: set[str] = {GLOBAL_SEGMENT}
+        self._segments_seen: set[str] = {GLOBAL_SEGMENT}  # bounded: `SegmentPolicy`
         self._last_popular = 0.0
         self._model_loads = 0
         self._similar_written = time.monotonic()
         self.stats = ProcessorStats()
         self._fold = StateFold(
-            state, self.stats, settings.transaction_events, self._ranking.note_price
+            state,
+            self.stats,
+            settings.transaction_events,
+            self._ranking.note_price,
+            settings.segments,
         )
         self.lag: Lag = {}  # records behind per partition, as of the last micro-batch
 
@@ -146,6 +153,10 @@ class Processor:
         if batch.stock_changed:
             # Popular lists are rewritten so they stop carrying sold-out items.
             self._pending_segments.add(GLOBAL_SEGMENT)
+        self._segments_seen |= batch.segments
+        if batch.listed:
+            # Items new to the catalog may rank at once on the behaviour already counted.
+            self._pending_segments |= self._segments_seen
         self._pending_segments |= batch.segments
         self._write_lists(batch.dirty, batch.sessions)
         self._count(batch, dead_letters=len(records) - len(decoded))
@@ -222,7 +233,7 @@ class Processor:
         written = time.time()
         freshness_s = [written - accepted for accepted in dirty.values()]
         self.stats.lists_written += len(lists)
-        self.stats.freshness_ms.extend(s * 1000 for s in freshness_s)
+        self.stats.add_freshness(s * 1000 for s in freshness_s)
         if self._metrics is not None:
             self._metrics.lists_written(Counter(rec.tier for _, rec in lists), freshness_s)
 
@@ -236,7 +247,8 @@ class Processor:
             return
         for segment in sorted(self._pending_segments):
             size = self._settings.list_size
-            live = self._state.popular(segment, size * 2)
+            # Catalog items only (`CatalogFilter`); the trained top-up too.
+            live = self._ranking.catalog.popular(segment, size * 2)
             popular = self._ranking.with_trained_popularity(segment, live, size * 2)
             unavailable = self._cache.sold_out_among([i for i, _ in popular])
             ranked = top_popular(popular, unavailable, size)
@@ -293,6 +305,12 @@ class ProcessorRunner:
         self._niceness = niceness
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="shopper-processor", daemon=True)
+        self._failures = ThrottledLog(log)  # a dependency down: not a traceback a second
+
+    @property
+    def failing(self) -> bool:
+        """Whether its last micro-batch failed (it retries from the committed offsets)."""
+        return self._failures.failing
 
     def start(self) -> None:
         self._thread.start()
@@ -307,7 +325,11 @@ class ProcessorRunner:
         while not self._stop.is_set():
             try:
                 self.processor.run_once()
+                if self._failures.failing:
+                    self._failures.recovered("processor micro-batches succeed again")
             except Exception:  # keep serving; replay what was not committed
-                log.exception("processor micro-batch failed; retrying from committed offsets")
+                self._failures.failure(
+                    "processor micro-batch failed; retrying from committed offsets"
+                )
                 self.processor.rewind()
                 self._stop.wait(1.0)

@@ -31,7 +31,12 @@ from shopper.domain.ranking import (
 )
 from shopper.domain.recommendation import DEFAULT_VARIANT, RecommendationList, ScoredItem, Source
 from shopper.domain.recommender import LiveInteraction, build_profile, recommend, similar_rows
-from shopper.domain.segment import GLOBAL_SEGMENT, hour_segment, popularity_segments
+from shopper.domain.segment import (
+    DEFAULT_SEGMENTS,
+    GLOBAL_SEGMENT,
+    SegmentPolicy,
+    hour_segment,
+)
 from shopper.domain.session import SessionState
 from shopper.domain.trending import trending_scores
 from shopper.ports.cache import ListKey, RecommendationCache
@@ -39,8 +44,10 @@ from shopper.ports.clock import Clock
 from shopper.ports.flags import FlagClient, ListLog
 from shopper.ports.model_store import ModelStore
 from shopper.ports.processor_state import ProcessorState
+from shopper.services.catalog_filter import CatalogFilter
 from shopper.services.feature_pipeline import sampled_entity
 from shopper.services.learned_ranking import LearnedFeatures, LearnedRanking
+from shopper.services.priority import PAGES_SERVED_HERE
 from shopper.services.variants import ModelPool, routes
 
 log = logging.getLogger(__name__)
@@ -66,6 +73,7 @@ class RankingSettings:
     vector_log_sample: float = 0.05  # share of shoppers whose ranked vectors are logged
     feature_wait_s: float = 0.05  # for the batch's features to be online, at most
     shadow_log_sample: float = 0.05  # share of shoppers whose shadow lists are logged
+    segments: SegmentPolicy = DEFAULT_SEGMENTS  # the popularity segments counted
 
 
 @dataclass(slots=True)
@@ -140,6 +148,7 @@ class RankingStage:
         self._stamp: str | None = None
         self._next_poll = 0.0
         self._drops: dict[str, tuple[float, float]] = {}  # item -> (drop share, when)
+        self.catalog = CatalogFilter(state)  # only catalog items are recommended
         self.stats = RankingStats()
         self._learned = (
             LearnedRanking(
@@ -178,9 +187,12 @@ class RankingStage:
         log.info("serving model %s", self.stats.model_version or BASELINE)
 
     def trained_segments(self) -> list[str]:
-        """The popularity segments the served model knows (`country:gb`, ...)."""
-        model = self._model
-        return [] if model is None else [s for s in model.popularity.segments if ":" in s]
+        """The popularity segments the served model knows (`country:gb`, ...) that a page
+        can ask for (the trainer counts every value its data holds: made-up ones too)."""
+        model, policy = self._model, self._settings.segments
+        if model is None:
+            return []
+        return [s for s in model.popularity.segments if ":" in s and policy.makes(s)]
 
     def with_trained_popularity(
         self, segment: str, live: list[tuple[str, float]], n: int
@@ -204,7 +216,7 @@ class RankingStage:
             if item not in seen and len(out) < n:
                 out.append((item, floor * 0.5 / (rank + 1)))
                 seen.add(item)
-        return out
+        return self.catalog.known_only(out)
 
     def similar_lists(self, k: int) -> list[tuple[str, RecommendationList]]:
         """Every item of the served model with its `k` most similar items (none without a
@@ -222,11 +234,19 @@ class RankingStage:
         now = self._clock.now()
         for start in range(0, model.n_items, size):
             rows = np.arange(start, min(start + size, model.n_items), dtype=np.int32)
+            similar = similar_rows(model, rows, k)
+            unknown = self.catalog.unknown_among(
+                {model.item_ids[j] for j in rows.tolist()}
+                | {s.item_id for items in similar for s in items}
+            )
             chunk = []
-            for j, items in zip(rows.tolist(), similar_rows(model, rows, k), strict=True):
+            for j, items in zip(rows.tolist(), similar, strict=True):
                 item = model.item_ids[j]
+                if item in unknown:
+                    continue
+                listed = tuple(s for s in items if s.item_id not in unknown)
                 rec = RecommendationList(
-                    tuple(items), DEFAULT_VARIANT, Source.SIMILAR, now, f"similar:{item}",
+                    listed, DEFAULT_VARIANT, Source.SIMILAR, now, f"similar:{item}",
                     "", SIMILAR_MODEL,
                 )  # fmt: skip
                 chunk.append((item, rec))
@@ -282,6 +302,7 @@ class RankingStage:
         # Scored first with room to spare, then one stock look-up for the whole batch.
         size = self._settings.list_size
         hour = hour_segment(now)
+        segments = self._settings.segments
         profiles = [
             build_profile(
                 model,
@@ -289,7 +310,7 @@ class RankingStage:
                 now,
                 live=live_interactions(session),
                 live_count=session.interactions,
-                segments=[*popularity_segments(session.country, session.device), hour],
+                segments=[*segments.segments(session.country, session.device), hour],
                 cart=session.cart,
                 viewed=viewed_this_session(session),
                 reshow_viewed=self._settings.reshow_viewed,
@@ -311,7 +332,7 @@ class RankingStage:
                 for p in profiles
             ]
         candidates = {s.item_id for r in ranked for s in r.items}
-        sold_out = self._cache.sold_out_among(candidates) if candidates else set()
+        sold_out = self._unavailable(candidates)
         return [
             ([s for s in r.items if s.item_id not in sold_out][:size], r.tier.value, r.model)
             for r in ranked
@@ -341,7 +362,7 @@ class RankingStage:
         weight = self._settings.trending_weight
         if weight <= 0:
             return {}
-        live = self._state.popular(GLOBAL_SEGMENT, TRENDING_CANDIDATES)
+        live = self.catalog.popular(GLOBAL_SEGMENT, TRENDING_CANDIDATES)
         trained = model.popularity.segments["global"]
         expected = {i: float(trained[model.index[i]]) for i, _ in live if i in model.index}
         trend = trending_scores(live, expected)
@@ -355,12 +376,20 @@ class RankingStage:
         ranking reads is fetched once for the whole micro-batch, not once per shopper."""
         recent = {i for s in sessions for i in session_strengths(s, self._params)}
         neighbours = self._state.neighbours_many(recent, self._params.neighbours_per_item)
-        segment_of = {s.subject: popularity_segments(s.country, s.device)[0] for s in sessions}
+        policy = self._settings.segments
+        segment_of = {s.subject: policy.segments(s.country, s.device)[0] for s in sessions}
         popular = {
-            segment: self._state.popular(segment, self._params.popular_candidates)
+            segment: self.catalog.popular(segment, self._params.popular_candidates)
             for segment in set(segment_of.values())
         }
         candidates = {i for row in (*neighbours.values(), *popular.values()) for i, _ in row}
+        if unknown := self.catalog.unknown_among(candidates):
+            # Out before scoring: an unlisted neighbour would still scale the affinity of
+            # the listed ones (each is scored against the top), and reorder honest lists.
+            neighbours = {
+                item: [row for row in rows if row[0] not in unknown]
+                for item, rows in neighbours.items()
+            }
         sold_out = self._cache.sold_out_among(candidates)
         scored = {s: popularity_scores(rows, self._params) for s, rows in popular.items()}
         out = []
@@ -375,6 +404,13 @@ class RankingStage:
             tier = "anonymous" if session.interactions == 0 else "live"
             out.append((items, tier, BASELINE))
         return out
+
+    def _unavailable(self, candidates: set[str]) -> set[str]:
+        """The candidates no list may carry: sold out, or unknown to the catalog (one
+        read each for the whole batch)."""
+        if not candidates:
+            return set()
+        return set(self._cache.sold_out_among(candidates)) | self.catalog.unknown_among(candidates)
 
 
 def live_interactions(session: SessionState) -> list[LiveInteraction]:
@@ -391,6 +427,9 @@ def viewed_this_session(session: SessionState) -> list[str]:
 
 
 def _yielding(sessions: Sequence[SessionState]) -> Iterator[SessionState]:
+    if not PAGES_SERVED_HERE.is_set():  # nobody here waits for the GIL to serve a page
+        yield from sessions
+        return
     last = time.perf_counter()
     for session in sessions:
         if time.perf_counter() - last > YIELD_EVERY_S:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import os
 import socket
 import sys
@@ -17,6 +18,7 @@ from starlette.types import ASGIApp
 from shopper.bootstrap import build_system
 from shopper.config import Config
 from shopper.errors import ConfigError
+from shopper.keys import dump_with_secrets
 from shopper.services.priority import BACKGROUND_NICENESS
 
 
@@ -72,7 +74,8 @@ def serve(config: Config, host: str, port: int, role: str, workers: int = 1) -> 
             raise ConfigError(
                 f"--workers {workers} needs --role api: run the processor as its own process"
             )
-        os.environ[WORKER_CONFIG_ENV] = config.model_dump_json()
+        # With the keys in clear: a dump masks them (the workers' env is this process's).
+        os.environ[WORKER_CONFIG_ENV] = json.dumps(dump_with_secrets(config))
         uvicorn.run(
             "shopper.services.runtime:worker_app",
             factory=True,
@@ -83,6 +86,13 @@ def serve(config: Config, host: str, port: int, role: str, workers: int = 1) -> 
             access_log=False,
         )
         return
+    if role == "processor":
+        # A processor is background work: where it shares a machine with API replicas,
+        # Redis or the broker (a small deployment, the demo), the page path runs first.
+        # Its list freshness budget is tens of seconds, a page's is milliseconds. Lowered
+        # before it builds anything, so its start-up (a restart under load) and every
+        # thread it starts yield to pages too.
+        os.nice(BACKGROUND_NICENESS)
     system = build_system(config)
     try:
         if role in ("processor", "all") and system.features is not None:
@@ -93,10 +103,6 @@ def serve(config: Config, host: str, port: int, role: str, workers: int = 1) -> 
             # The experiment report is computed here and published for the API replicas.
             system.start_report_publisher()
         if role == "processor":
-            # A processor is background work: where it shares a machine with API replicas,
-            # Redis or the broker (a small deployment, the demo), the page path runs first.
-            # Its list freshness budget is tens of seconds, a page's is milliseconds.
-            os.nice(BACKGROUND_NICENESS)
             # The GIL changes hands every 1 ms rather than 5: the feature pipeline's
             # thread (Feast pushes) must not hold up a micro-batch by whole slices.
             sys.setswitchinterval(0.001)

@@ -15,13 +15,13 @@ from shopper.domain.recommendation import (
     Source,
     choose_list,
 )
-from shopper.domain.segment import popularity_segments
+from shopper.domain.segment import DEFAULT_SEGMENTS, SegmentPolicy
 from shopper.ports.cache import ListKey, PageCache, RecommendationCache
 from shopper.ports.clock import Clock
 from shopper.ports.flags import FlagClient
+from shopper.throttled_log import ThrottledLog
 
 log = logging.getLogger(__name__)
-OUTAGE_LOG_EVERY_S = 10.0
 CHAMPION_RECHECK_S = 0.25  # a flag change reaches the page within this much more
 
 
@@ -86,12 +86,14 @@ class RecommendationReader:
         clock: Clock,
         flags: FlagClient | None = None,
         pages: PageCache | None = None,
+        segments: SegmentPolicy = DEFAULT_SEGMENTS,
     ) -> None:
         self._cache = cache
         self._clock = clock
+        self._segments = segments
         self._flags = flags
         self._pages = pages or DirectPageCache(cache)
-        self._last_outage_log = 0.0
+        self._outages = ThrottledLog(log)
         self._champion_name = DEFAULT_VARIANT
         self._champion_at = float("-inf")
 
@@ -126,7 +128,8 @@ class RecommendationReader:
         subject = subject_key(request.user_id, request.session_id)
         variant, champion = self._variant_of(subject)
         key = ListKey(subject, variant) if subject else None
-        return _Plan(key, popularity_segments(request.country, request.device), variant, champion)
+        segments = self._segments.segments(request.country, request.device)
+        return _Plan(key, segments, variant, champion)
 
     def _choose(self, page: PageRead, request: PageRequest, variant: str) -> RecommendationList:
         exclude = [request.context_item] if request.context_item else []
@@ -189,12 +192,12 @@ class RecommendationReader:
         await self._pages.close()
 
     def _log_outage(self) -> None:
-        # Nothing is shown rather than anything stale: without the cache, the live stock
-        # set is unknown too, and a sold-out item must never be shown.
-        now = time.monotonic()
-        if now - self._last_outage_log > OUTAGE_LOG_EVERY_S:
-            self._last_outage_log = now
-            log.exception("cache read failed; serving an empty list until it is back")
+        # Nothing is shown rather than anything stale: without the cache and without a
+        # recent copy of it (the page cache's, while Redis is down), the live stock set is
+        # unknown too, and a sold-out item must never be shown.
+        self._outages.failure(
+            "cache read failed; serving an empty list until it is back", traceback=False
+        )
 
 
 def _with_stand_in(page: PageRead, theirs: PageRead) -> PageRead:

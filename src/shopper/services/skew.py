@@ -26,9 +26,10 @@ from shopper.domain.features.spec import (
     FeatureValue,
 )
 from shopper.domain.features.window import ITEM_HORIZON, USER_HORIZON
-from shopper.ports.feature_store import FeatureStore, ServedRow
+from shopper.ports.feature_store import BEFORE_REBUILD, FeatureStore, ServedRow
 
 EXAMPLES = 10  # mismatches quoted in a report
+LATE_EVENTS = "late_events"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +46,12 @@ class Mismatch:
 class SkewReport:
     checked: int = 0
     mismatches: int = 0  # rows with a differing feature, or with no offline row at all
-    # Of those, served rows computed from fewer events than training sees for their time:
-    # events that arrived after the row was served (late data, not a definition's fault).
+    # Of those, served rows computed from fewer events than training sees for their time
+    # (late data, not a definition's fault), by reason in `late_reasons`: events that
+    # arrived after the row was served (LATE_EVENTS), or an engine whose state lacked the
+    # archive's history when it computed the row (BEFORE_REBUILD).
     late: int = 0
+    late_reasons: dict[str, int] = field(default_factory=dict)
     missing_offline: int = 0
     by_feature: dict[str, int] = field(default_factory=dict)  # "view:feature" -> rows
     sources: dict[str, int] = field(default_factory=dict)  # "served" / "online" -> rows
@@ -55,8 +59,12 @@ class SkewReport:
 
     @property
     def unexplained(self) -> int:
-        """Mismatches that late events do not explain: a definition differs (real skew)."""
+        """Mismatches that late data does not explain: a definition differs (real skew)."""
         return self.mismatches - self.late
+
+    def count_late(self, reason: str) -> None:
+        self.late += 1
+        self.late_reasons[reason] = self.late_reasons.get(reason, 0) + 1
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -103,18 +111,26 @@ def check_skew(
     vectors = [s.row for s in served if s.row.view == SHOPPER_ITEM.name]
     served = [s for s in served if s.row.view != SHOPPER_ITEM.name]
     report = SkewReport(
-        sources={"served": len(served), "online": len(online), "vectors": len(vectors)}
+        sources={"served": len(served), "online": len(online), "vectors": len(vectors)},
+        late_reasons={LATE_EVENTS: 0, BEFORE_REBUILD: 0},
     )
-    tagged = [(s.row, s.events_seen) for s in served] + [(row, None) for row in online]
-    for view in sorted({row.view for row, _ in tagged}):
-        view_rows = [(row, seen) for row, seen in tagged if row.view == view]
+    tagged = [*served, *(ServedRow(row) for row in online)]
+    for view in sorted({s.row.view for s in tagged}):
+        view_rows = [s for s in tagged if s.row.view == view]
         report.by_feature.update({f"{view}:{name}": 0 for name in VIEWS[view].feature_names})
-        offline = store.historical(view, [(r.entity_id, r.as_of) for r, _ in view_rows])
-        for (online_row, seen), offline_row in zip(view_rows, offline, strict=True):
-            if _compare(report, online_row, offline_row) or seen is None or counts is None:
+        offline = store.historical(view, [(s.row.entity_id, s.row.as_of) for s in view_rows])
+        for s, offline_row in zip(view_rows, offline, strict=True):
+            if _compare(report, s.row, offline_row):
                 continue
-            if seen < counts.within_horizon(view, online_row.entity_id, online_row.as_of):
-                report.late += 1
+            if s.incomplete is not None:
+                # Computed before the engine's state held the archive's history.
+                report.count_late(s.incomplete.partition(":")[0])
+            elif (
+                s.events_seen is not None
+                and counts is not None
+                and s.events_seen < counts.within_horizon(view, s.row.entity_id, s.row.as_of)
+            ):
+                report.count_late(LATE_EVENTS)
     _check_vectors(report, store, vectors, counts)
     return report
 
@@ -145,7 +161,7 @@ def _check_vectors(
         if _compare(report, vector, offline) or counts is None:
             continue
         if _late_inputs(vector, counts):
-            report.late += 1
+            report.count_late(LATE_EVENTS)
 
 
 def _historical(

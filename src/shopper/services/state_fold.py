@@ -14,9 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from shopper.domain.attribution import fold_outcome
-from shopper.domain.event import Event, EventType, StockChange, stock_change_of, subject_key
+from shopper.domain.event import (
+    Event,
+    EventType,
+    StockChange,
+    as_applied,
+    stock_change_of,
+    subject_key,
+)
 from shopper.domain.item import Item
-from shopper.domain.segment import popularity_segments
+from shopper.domain.segment import DEFAULT_SEGMENTS, SegmentPolicy
 from shopper.domain.session import SessionState
 from shopper.ports.event_log import Record
 from shopper.ports.processor_state import ProcessorState, StateChanges
@@ -43,6 +50,7 @@ class FoldedBatch:
     queued_sessions: set[str] = field(default_factory=set)
     dirty: dict[str, float] = field(default_factory=dict)  # subject -> earliest accept time
     stock_changed: bool = False
+    listed: bool = False  # an item new to the catalog: it may now be recommended
     stock: list[StockChange] = field(default_factory=list)
     segments: set[str] = field(default_factory=set)
     applied: list[Event] = field(default_factory=list)  # for the feature store
@@ -59,14 +67,19 @@ class StateFold:
         stats: ProcessorStats,
         transaction_events: int,
         note_price: PriceNote,
+        segments: SegmentPolicy = DEFAULT_SEGMENTS,
     ) -> None:
         self._state = state
+        self._segments = segments
         self._stats = stats
         self._transaction_events = transaction_events
         self._note_price = note_price
 
     def fold(self, decoded: list[tuple[Record, Event]]) -> FoldedBatch:
-        """Apply the batch's events (those not applied before) to the state."""
+        """Apply the batch's events (those not applied before) to the state, each as of
+        no later than it was received (`as_applied`): no sender's clock moves live state
+        into the future."""
+        decoded = [(record, as_applied(event, record.timestamp)) for record, event in decoded]
         batch = self._read_state(decoded)
         for record, event in decoded:
             self._fold(record, event, batch)
@@ -78,7 +91,7 @@ class StateFold:
 
     def _read_state(self, decoded: list[tuple[Record, Event]]) -> FoldedBatch:
         """What the batch's events need from state, read once for all of them."""
-        done = self._state.applied([e.event_id for _, e in decoded])
+        done = self._state.applied([e.dedup_key for _, e in decoded])
         subjects = {e.subject for _, e in decoded if not (e.is_catalog or _served(e))}
         # A signed-in event's session may have a history of its own, to join the user's.
         subjects |= {
@@ -104,15 +117,15 @@ class StateFold:
 
     def _fold(self, record: Record, event: Event, batch: FoldedBatch) -> None:
         """One event into the batch's open transaction (or counted as a redelivery)."""
-        if event.event_id in batch.done:
+        if event.dedup_key in batch.done:
             batch.duplicates += 1
             if not (event.is_catalog or _served(event)):
                 # A redelivery follows a failed batch whose list write may be lost:
                 # re-rank from stored state, which counts nothing twice.
                 batch.dirty.setdefault(event.subject, record.timestamp)
             return
-        batch.done.add(event.event_id)
-        batch.changes.event_ids.append(event.event_id)
+        batch.done.add(event.dedup_key)
+        batch.changes.event_ids.append(event.dedup_key)
         fold_outcome(batch.changes.outcomes, event, batch.prices)
         batch.types[event.type.value] += 1
         if _served(event):
@@ -130,7 +143,7 @@ class StateFold:
             self._send_transactions(batch)
         session = batch.sessions[event.subject]
         _sign_in(event, batch.sessions)
-        _apply_shopper(event, session, batch)
+        _apply_shopper(event, session, batch, self._segments)
         batch.dirty.setdefault(event.subject, record.timestamp)
         batch.changes.sessions[event.subject] = session
 
@@ -161,7 +174,10 @@ class StateFold:
 
     def _apply_catalog(self, event: Event, batch: FoldedBatch) -> None:
         assert event.item_id is not None
-        current = batch.items.get(event.item_id, Item(item_id=event.item_id))
+        current = batch.items.get(event.item_id)
+        if current is None:
+            batch.listed = True
+            current = Item(item_id=event.item_id)
         if event.type is EventType.ITEM_UPSERT and event.item is not None:
             updated = event.item
         elif event.type is EventType.STOCK_CHANGE:
@@ -185,13 +201,15 @@ def _sign_in(event: Event, sessions: dict[str, SessionState]) -> None:
     sessions[event.subject].join(event.session_id, anonymous)
 
 
-def _apply_shopper(event: Event, session: SessionState, batch: FoldedBatch) -> None:
+def _apply_shopper(
+    event: Event, session: SessionState, batch: FoldedBatch, segments: SegmentPolicy
+) -> None:
     before = session.recent_items()[:CO_OCCURRENCE_WINDOW]
     item = session.apply(event)
     if item is None:
         return
     weight = session.recent[-1].weight
-    for segment in popularity_segments(session.country, session.device):
+    for segment in segments.segments(session.country, session.device):
         batch.changes.hits.append((segment, item, weight, event.ts))
         batch.segments.add(segment)
     batch.changes.co_occurrences.extend((item, other, weight) for other in before if other != item)

@@ -126,15 +126,23 @@ class FeatureEngine:
                 # of shoppers who saw the item are recomputed with the category it gives.
                 touched |= self._shoppers_seeing(event.item.item_id, event.ts)
             subject = user_of(event) if USER in parts else None
+            # (get, then create: `setdefault` would build a new log for every event)
             if subject is not None:
-                log = self._users.setdefault(subject, EntityLog(UserCarry(), [], []))
+                log = self._users.get(subject)
+                if log is None:
+                    log = self._users[subject] = EntityLog(UserCarry(), [], [])
                 if log.add(event):
                     touched.add((USER, subject))
                 if event.item_id is not None:
-                    self._shoppers_of.setdefault(event.item_id, set()).add(subject)
+                    shoppers = self._shoppers_of.get(event.item_id)
+                    if shoppers is None:
+                        shoppers = self._shoppers_of[event.item_id] = set()
+                    shoppers.add(subject)
             item_id = item_of(event) if ITEM in parts else None
             if item_id is not None:
-                item_log = self._items.setdefault(item_id, EntityLog(ItemCarry(), [], []))
+                item_log = self._items.get(item_id)
+                if item_log is None:
+                    item_log = self._items[item_id] = EntityLog(ItemCarry(), [], [])
                 if item_log.add(event):
                     touched.add((ITEM, item_id))
         for kind, entity in touched:
@@ -149,6 +157,12 @@ class FeatureEngine:
         inside its horizon up to its latest one. None for an entity never seen."""
         log = (self._users if kind == USER else self._items).get(entity)
         return (log.latest, len(log.events)) if log is not None else None
+
+    def events_held(self) -> int:
+        """Events kept in full over all entities (the rest are folded into carries): the
+        engine's memory grows with these, bounded by the horizons."""
+        users = sum(len(log.events) for log in self._users.values())
+        return users + sum(len(log.events) for log in self._items.values())
 
     def rows(self, touched: Iterable[tuple[str, str]]) -> list[FeatureRow]:
         """Every view's row for these entities, as of each entity's latest event."""
@@ -194,11 +208,12 @@ def user_of(event: Event) -> str | None:
 
 
 def unique_in_order(events: Iterable[Event]) -> list[Event]:
-    """Events in time order (then id), each event id once (the first in time order)."""
+    """Events in time order (then id), each event once (the first in time order; the same
+    event is the same id from the same shopper, `Event.dedup_key`)."""
     seen: set[str] = set()
     out = []
     for event in sorted(events, key=event_key):
-        if event.event_id not in seen:
-            seen.add(event.event_id)
+        if event.dedup_key not in seen:
+            seen.add(event.dedup_key)
             out.append(event)
     return out

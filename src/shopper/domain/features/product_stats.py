@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from shopper.domain.event import Event, EventType
@@ -76,9 +76,14 @@ def category_statement(event: Event) -> str | None:
 def fold_item(carry: ItemCarry, event: Event) -> ItemCarry:
     """Fold one event that left the horizon into the summary (in any order)."""
     first = event.ts if carry.first_seen is None else min(carry.first_seen, event.ts)
+    price = price_statement(event)
+    if event.item is None and price is None and event.type is not EventType.STOCK_CHANGE:
+        # States nothing (most views): only the first time can change. A shortcut, as
+        # the feature state's rebuild folds most of the archive through here.
+        return carry if first == carry.first_seen else replace(carry, first_seen=first)
     return ItemCarry(
         first_seen=first,
-        price=later(carry.price, _stamp(event, price_statement(event))),
+        price=later(carry.price, _stamp(event, price)),
         stock=later(carry.stock, _stamp(event, stock_statement(event))),
         created_at=later(carry.created_at, _stamp(event, created_statement(event))),
         category=later(carry.category, _stamp(event, category_statement(event))),

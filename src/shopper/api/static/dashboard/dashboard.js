@@ -309,9 +309,14 @@
     document.body.dataset.samples = String(samples.length);
   }
 
+  // With a read key set (README, "Keys"), open /dashboard#key=READ_KEY: a URL's fragment
+  // never reaches the server or its logs.
+  const KEY = new URLSearchParams(location.hash.slice(1)).get("key");
+  const HEADERS = KEY ? { Authorization: `Bearer ${KEY}` } : {};
+
   async function fetchSeries(since) {
     const url = since === undefined ? SERIES_URL : `${SERIES_URL}?since=${since}`;
-    const response = await fetch(url, { cache: "no-store" });
+    const response = await fetch(url, { cache: "no-store", headers: HEADERS });
     if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
     return response.json();
   }

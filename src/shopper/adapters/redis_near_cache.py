@@ -1,0 +1,133 @@
+"""The page path's near cache of Redis and its connections (`redis_page_cache.py`)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
+
+from shopper.adapters.redis_cache import decode_list
+from shopper.domain.recommendation import RecommendationList
+
+
+@dataclass(slots=True)
+class NearCache:
+    """The API process's copy of the sold-out set and the popular lists read so far."""
+
+    sold_out: set[str] = field(default_factory=set)
+    # segment -> its list (None: Redis has none); filled by page reads, refreshed on change
+    popular: dict[str, RecommendationList | None] = field(default_factory=dict)
+    seq: int | None = None  # number of the last change applied; None: must (re)load
+    last_id: bytes = b"0-0"  # stream id of the last change applied
+    synced_at: float = float("-inf")  # monotonic time of the last read known complete
+    generation: int = 0  # bumped whenever popular lists may have changed
+    reloads: int = 0
+    # The last copy of each popular list seen (segment -> list), for pages while Redis is
+    # down or lost it; `stale`: segments the follower is to fetch again.
+    fallback: dict[str, RecommendationList] = field(default_factory=dict)
+    stale: set[str] = field(default_factory=set)
+
+    def current(self, now: float, max_age_s: float) -> bool:
+        return self.seq is not None and now - self.synced_at <= max_age_s
+
+    def apply(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        """Apply stream entries in order: a changed popular list is dropped, for the next
+        page read to fetch with its own list. Stops at a gap in the numbering (entries lost
+        or trimmed), leaving the cache to reload."""
+        for entry_id, fields in entries:
+            n = int(fields[b"n"])
+            if self.seq is None or n != self.seq + 1:
+                self.seq = None
+                break
+            self.seq, self.last_id = n, entry_id
+            if b"i" in fields:
+                item = fields[b"i"].decode()
+                if fields[b"s"] == b"1":
+                    self.sold_out.discard(item)
+                else:
+                    self.sold_out.add(item)
+            elif b"p" in fields:
+                segment = fields[b"p"].decode()
+                self.popular.pop(segment, None)
+                self.stale.add(segment)
+                self.generation += 1  # a page read under way must not store its older copy
+
+    def found(
+        self, generation: int, missing: list[str], values: list[bytes | None]
+    ) -> dict[str, RecommendationList | None]:
+        """Popular lists a page read for the first time (or since they changed), into the
+        cache; one Redis does not have, or has empty, is answered from the copy (Redis lost
+        it, and the processor wrote one before its catalog was rebuilt)."""
+        found: dict[str, RecommendationList | None] = {}
+        for segment, blob in zip(missing, values, strict=True):
+            found[segment] = self.keep(segment, decode_list(blob) if blob is not None else None)
+        if self.generation == generation:  # else a newer copy may be there
+            self.popular.update(found)
+        return found
+
+    def keep(self, segment: str, rec: RecommendationList | None) -> RecommendationList | None:
+        """The list to show for `segment` given what Redis has (`rec`): that list, kept as
+        the copy, unless it is missing or empty where the copy has items (then the copy:
+        filtered against the live sold-out set as any list, it shows no sold-out item)."""
+        if rec is not None and (rec.items or segment not in self.fallback):
+            self.fallback[segment] = rec
+            return rec
+        return self.fallback.get(segment, rec)
+
+    def load(self, seq: int, last_id: bytes, sold_out: set[str]) -> None:
+        self.sold_out = sold_out
+        self.popular = {}
+        self.stale |= self.fallback.keys()
+        self.seq, self.last_id = seq, last_id
+        self.generation += 1
+        self.reloads += 1
+
+
+class Lane:
+    """Connections for page reads, each carrying one command at a time: redis-py's own
+    connections (hiredis parsing), without its pool's per-command checks, retries and
+    timers, which cost as much as the read itself. A connection that fails, or whose
+    command was cancelled mid-reply, is closed, never reused."""
+
+    def __init__(self, pool: aioredis.ConnectionPool) -> None:
+        self._pool = pool
+        self._idle: list[Any] = []
+
+    async def command(self, *args: Any) -> Any:
+        conn = self._idle.pop() if self._idle else self._new()
+        try:
+            await conn.send_command(*args, check_health=False)
+            reply = await conn.read_response()
+        except BaseException:
+            await conn.disconnect(nowait=True)  # a cancelled read must not wait here
+            raise
+        self._idle.append(conn)
+        return reply
+
+    def _new(self) -> Any:
+        return self._pool.make_connection()  # type: ignore[no-untyped-call]
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.disconnect()
+
+
+class Script:
+    """A Lua script run on a lane: EVALSHA, loaded on the first NOSCRIPT."""
+
+    def __init__(self, source: str, lane: Lane) -> None:
+        self._source = source
+        self._sha = hashlib.sha1(source.encode()).hexdigest()
+        self._lane = lane
+
+    async def __call__(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        try:
+            return await self._lane.command("EVALSHA", self._sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await self._lane.command("SCRIPT", "LOAD", self._source)
+            return await self._lane.command("EVALSHA", self._sha, len(keys), *keys, *args)

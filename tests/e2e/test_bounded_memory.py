@@ -1,0 +1,153 @@
+"""Bounded memory, embedded mode: 50,000 shoppers come and go, and the memory goes with them.
+
+`shopper serve` (memory:// stream and cache) runs in a process of its own with TTLs of a
+few seconds. After a warm-up its RSS is the start; events of 50,000 shoppers follow, and
+once every TTL and the stream's retention have passed (plus a sweep) the RSS must be back
+within 20% of the start. The figures are printed (`pytest -s` shows them).
+
+The server runs with `PYTHONMALLOC=malloc`, as docs/memory.md recommends for a long-lived
+embedded process: CPython's own small-object allocator keeps a 1 MiB arena while a single
+object in it lives, so after a burst the freed memory is reused but not returned (its RSS
+stays near the peak); glibc's, trimmed after each large sweep, gives it back.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from shopper.services.runtime import free_port
+
+SHOPPERS = 50_000
+WARM_UP_SHOPPERS = 10_000
+TTL_S = 3.0  # sessions, lists, applied event ids
+RETENTION_S = 30.0  # the embedded stream's: longer than the processor takes
+ADMIN = "bounded-memory-admin-token"
+START_TIMEOUT_S = 60.0
+APPLY_TIMEOUT_S = 90.0
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+class Server:
+    def __init__(self, proc: subprocess.Popen[bytes], http: httpx.Client, log: Path) -> None:
+        self.proc = proc
+        self.http = http
+        self.log = log
+
+    def rss(self) -> float:
+        assert self.proc.poll() is None, self.log.read_text()[-4000:]
+        return rss_mb(self.proc.pid)
+
+    def post(self, events: list[dict[str, Any]]) -> None:
+        response = self.http.post("/v1/events", json=events)
+        assert response.status_code == 202, response.text
+
+    def post_shoppers(self, tag: str, count: int) -> None:
+        """One view each for `count` shoppers, 1,000 events a request."""
+        ts = datetime.now(UTC).isoformat()
+        for start in range(0, count, 1000):
+            self.post(
+                [
+                    {
+                        "event_id": f"{tag}{n}",
+                        "type": "view",
+                        "ts": ts,
+                        "item_id": f"i{n % 200}",
+                        "user_id": f"{tag}{n}",
+                    }
+                    for n in range(start, min(start + 1000, count))
+                ]
+            )
+
+    def rss_once_expired(self, applied: int) -> float:
+        """RSS once `applied` events in all are applied and what they left has expired:
+        every record past the stream's retention (counted from now: the last was posted
+        just before), every entry past its TTL, then a sweep and its trim."""
+        posted_at = time.monotonic()
+        self.wait_applied(applied)
+        time.sleep(max(posted_at + RETENTION_S - time.monotonic(), TTL_S) + 3)
+        return self.rss()
+
+    def wait_applied(self, count: int) -> None:
+        deadline = time.monotonic() + APPLY_TIMEOUT_S
+        while (applied := self.http.get("/v1/stats").json()["applied"]) < count:
+            assert time.monotonic() < deadline, f"{applied} of {count} events applied"
+            time.sleep(0.25)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONMALLOC": "malloc",
+        "OPENBLAS_NUM_THREADS": "1",
+        "SHOPPER_DATA_DIR": str(tmp_path),
+        "SHOPPER_ADMIN_TOKEN": ADMIN,
+        "SHOPPER_SESSION_TTL_S": str(TTL_S),
+        "SHOPPER_FRESH_TTL_S": str(TTL_S / 2),
+        "SHOPPER_LKG_TTL_S": str(TTL_S),
+        "SHOPPER_DEDUP_TTL_S": str(TTL_S),
+        "SHOPPER_MEMORY_STREAM_RETENTION_S": str(RETENTION_S),
+    }
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shopper", "serve", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    auth = {"authorization": f"Bearer {ADMIN}"}
+    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30, headers=auth)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not _healthy(http):
+            assert proc.poll() is None, log.read_text()[-4000:]
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.2)
+        yield Server(proc, http, log)
+    finally:
+        http.close()
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_rss_is_back_near_the_start_once_50000_shoppers_expire(server: Server) -> None:
+    items = [{"item_id": f"i{n}", "title": f"Item {n}", "stock": 10} for n in range(200)]
+    assert server.http.put("/v1/catalog/items", json=items).status_code == 202
+    # The warm-up brings the process to its working state (threads, allocator arenas,
+    # popular lists); the start is measured once it has expired, as the end is.
+    server.post_shoppers("warm", WARM_UP_SHOPPERS)
+    start = server.rss_once_expired(WARM_UP_SHOPPERS)
+    server.post_shoppers("s", SHOPPERS)
+    peak = server.rss()
+    end = server.rss_once_expired(WARM_UP_SHOPPERS + SHOPPERS)
+    print(
+        f"\nRSS: start {start:.1f} MB, after {SHOPPERS} shoppers {peak:.1f} MB, "
+        f"after their TTLs {end:.1f} MB ({100 * (end / start - 1):+.1f}%)"
+    )
+    assert peak > start * 1.2, "the workload did not grow the process: it proves nothing"
+    assert end <= start * 1.2, f"RSS {end:.1f} MB is not within 20% of {start:.1f} MB"
+
+
+def _healthy(http: httpx.Client) -> bool:
+    try:
+        return http.get("/healthz").status_code == 200
+    except httpx.TransportError:
+        return False
