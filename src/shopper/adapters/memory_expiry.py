@@ -71,18 +71,7 @@ class ExpiringMap(Generic[K, V]):
 
     def expire(self, now: float, limit: int = SWEEP_CHUNK) -> int:
         """Drop up to `limit` expired entries (the oldest first); returns how many."""
-        entries = self.entries
-        since = now - self.ttl_s
-        dropped = 0
-        while entries and dropped < limit:
-            key = next(iter(entries))
-            if entries[key][1] >= since:
-                break
-            del entries[key]
-            dropped += 1
-        if dropped and not entries:
-            entries.clear()  # a dict never shrinks on deletes: this frees its table
-        return dropped
+        return _expire_oldest(self.entries, now - self.ttl_s, limit, _written_at)
 
 
 def sweep(lock: threading.Lock, now: float, *maps: ExpiringMap[Any, Any] | ExpiringSet[Any]) -> int:
@@ -184,18 +173,7 @@ class ExpiringSet(Generic[K]):
 
     def expire(self, now: float, limit: int = SWEEP_CHUNK) -> int:
         """As `ExpiringMap.expire`."""
-        entries = self.entries
-        since = now - self.ttl_s
-        dropped = 0
-        while entries and dropped < limit:
-            key = next(iter(entries))
-            if entries[key] >= since:
-                break
-            del entries[key]
-            dropped += 1
-        if dropped and not entries:
-            entries.clear()  # a dict never shrinks on deletes: this frees its table
-        return dropped
+        return _expire_oldest(self.entries, now - self.ttl_s, limit, float)
 
 
 os.register_at_fork(after_in_child=Sweeper._restart_after_fork)
@@ -219,3 +197,24 @@ def trim_memory() -> None:
     process's RSS, free but held, until malloc's own thresholds release them."""
     if _TRIM is not None:
         _TRIM(0)
+
+
+def _written_at(entry: tuple[Any, float]) -> float:
+    return entry[1]
+
+
+def _expire_oldest(
+    entries: OrderedDict[Any, Any], since: float, limit: int, written_at: Callable[[Any], float]
+) -> int:
+    """Pop entries written before `since` from the front of `entries` (last-write order),
+    `limit` at most; stops at the first live one. Returns how many went."""
+    dropped = 0
+    while entries and dropped < limit:
+        key = next(iter(entries))
+        if written_at(entries[key]) >= since:
+            break
+        del entries[key]
+        dropped += 1
+    if dropped and not entries:
+        entries.clear()  # a dict never shrinks on deletes: this frees its table
+    return dropped
