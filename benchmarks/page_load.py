@@ -70,7 +70,7 @@ __all__ = ["QUICK_LEVELS", "REPEATS", "SERVERS", "SHOPPERS", "run"]
 SHOPPERS = 5000
 REPEATS = 3
 SERVERS = ("floor", "shopper")
-COUNTS = ("errors", "non_200", "connection_errors", "timeouts", "late")
+COUNTS = ("errors", "non_200", "connection_errors", "timeouts", "late", "pages_from_copy")
 RATIO_METRICS = ("req_per_s", "p50_ms", "p99_ms", "p999_ms")
 
 Summary = dict[str, float]
@@ -166,7 +166,7 @@ def _levels(urls: dict[str, str], requests: list[bytes], plan: Plan) -> dict[str
         def measure(url: str, _: int, n: int = n) -> Summary:
             return closed_loop(url, requests, n, plan.timing).summary()
 
-        out[str(n)] = _compare(_alternate(urls, measure, plan.repeats), SERVERS)
+        out[str(n)] = compare(alternate(urls, _counting_copies(measure), plan.repeats), SERVERS)
     return out
 
 
@@ -177,7 +177,7 @@ def _open_loop(urls: dict[str, str], requests: list[bytes], plan: Plan) -> dict[
         def measure(url: str, repeat: int, rate: int = rate) -> Summary:
             return open_loop(url, requests, rate, plan.open_timing, seed=repeat).summary()
 
-        out[str(rate)] = _compare(_alternate(urls, measure, plan.repeats), SERVERS)
+        out[str(rate)] = compare(alternate(urls, _counting_copies(measure), plan.repeats), SERVERS)
     return out
 
 
@@ -239,12 +239,25 @@ def _workers(
                     return closed_loop(url, requests, n, plan.worker_timing).summary()
 
                 urls = {configs[0]: one, configs[1]: many}
-                runs = _alternate(urls, measure, plan.worker_repeats)
-                out["levels"].setdefault(str(n), {})[name] = _compare(runs, configs)
+                runs = alternate(urls, measure, plan.worker_repeats)
+                out["levels"].setdefault(str(n), {})[name] = compare(runs, configs)
     return out
 
 
-def _alternate(urls: dict[str, str], measure: Measure, repeats: int) -> list[dict[str, Summary]]:
+def _counting_copies(measure: Measure) -> Measure:
+    """`measure`, with the pages the server answered from its copy of the popular lists
+    meanwhile (`pages_from_copy`; Redis late or down: not the page path being measured)."""
+
+    def counted(url: str, repeat: int) -> Summary:
+        before = servers.pages_from_copy(url)
+        summary = measure(url, repeat)
+        summary["pages_from_copy"] = servers.pages_from_copy(url) - before
+        return summary
+
+    return counted
+
+
+def alternate(urls: dict[str, str], measure: Measure, repeats: int) -> list[dict[str, Summary]]:
     """Per repeat, each server's summary; the servers alternate who goes first."""
     names = list(urls)
     runs = []
@@ -257,7 +270,7 @@ def _alternate(urls: dict[str, str], measure: Measure, repeats: int) -> list[dic
 # -- the summaries -------------------------------------------------------------------
 
 
-def _compare(runs: list[dict[str, Summary]], names: tuple[str, str]) -> dict[str, Any]:
+def compare(runs: list[dict[str, Summary]], names: tuple[str, str]) -> dict[str, Any]:
     """Each server's metrics over the repeats (counts summed, the rest median/min/max, a
     single repeat as is) and the second server's over the first's, within each repeat."""
     out: dict[str, Any] = {}

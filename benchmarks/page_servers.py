@@ -249,6 +249,21 @@ def wait_idle(baseline_url: str, timeout_s: float) -> None:
     raise RuntimeError(f"the synchronous baseline at {baseline_url} is still busy: {state}")
 
 
+def pages_from_copy(url: str) -> int:
+    """Pages the server answered from its copy so far (`/v1/stats`; 0 where it has none)."""
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("GET", "/v1/stats")
+        response = conn.getresponse()
+        body = response.read()
+    finally:
+        conn.close()
+    if response.status != 200:
+        return 0  # the floor: no such route
+    return int((json.loads(body).get("page_cache") or {}).get("pages_from_copy", 0))
+
+
 def _wait_healthy(proc: subprocess.Popen[bytes], url: str, timeout_s: float = 60) -> None:
     host, port = url.removeprefix("http://").split(":")
     deadline = time.monotonic() + timeout_s

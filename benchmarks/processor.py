@@ -16,7 +16,10 @@ event, so they would flatter it too.
 Ranking is the default configuration's, in a data folder of the benchmark's own: no trained
 model, so the live co-occurrence and popularity ranker re-ranks every touched shopper (the
 learned ranker needs a trained model and the feature store, both absent). Micro-batches
-are the default's. Each measurement runs in a process of its own. The processor first
+are the default's. Each measurement runs in a process of its own, on the allocator
+`shopper serve` gives its mode (glibc's malloc where the process holds the state, the
+embedded mode: shopper/allocator.py); the embedded mode also runs on CPython's own beside it
+(`embedded_pymalloc`), for what that choice costs. The processor first
 works through the catalog and the history, untimed (it joins the Kafka group meanwhile);
 the shoppers' events are then put on the stream, and the clock runs from its next poll
 until the last of them is applied and its list written. The modes take turns, `repeats`
@@ -40,6 +43,7 @@ from typing import Any
 
 from benchmarks.cache import delete_prefix
 from benchmarks.workload import catalog_events, shopper_events, with_catalog_changes
+from shopper.allocator import allocator_to_start
 from shopper.bootstrap import System, build_system
 from shopper.config import load_config
 from shopper.services.processor import Processor
@@ -63,16 +67,22 @@ def run(
     """Events/s per mode (median of `repeats` interleaved runs, with min and max; and the
     processor's CPU time per event, which other work on the machine disturbs less), and
     the embedded processor's RSS per 100k active shoppers."""
-    modes = {"embedded": ("memory://", "memory://")}
+    # Each mode on the allocator `shopper serve` gives it (allocator.py), and the embedded
+    # mode on CPython's own beside it: what the embedded allocator costs.
+    modes = {
+        "embedded": ("memory://", "memory://", None),
+        "embedded_pymalloc": ("memory://", "memory://", "pymalloc"),
+    }
     if redis_url:
-        modes["redis_state"] = ("memory://", redis_url)
+        modes["redis_state"] = ("memory://", redis_url, None)
         if kafka:
-            modes["kafka_redis"] = (f"kafka://{kafka}", redis_url)
+            modes["kafka_redis"] = (f"kafka://{kafka}", redis_url, None)
     runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
     load = os.getloadavg()[0]
     for _ in range(repeats):  # interleaved: each mode sees the same machine noise
-        for mode, urls in modes.items():
-            runs[mode].append(_in_subprocess("--drain", *urls, users, per_user, items))
+        for mode, (stream, cache, allocator) in modes.items():
+            args = ("--drain", stream, cache, users, per_user, items)
+            runs[mode].append(_in_subprocess(*args, allocator=allocator or _served(stream, cache)))
     out: dict[str, Any] = {
         "events": len(traffic_events(users, per_user, items)),
         "shoppers": users,
@@ -88,7 +98,11 @@ def run(
         out["kafka_redis_vs_embedded"] = round(
             out["kafka_redis_events_per_s"] / out["embedded_events_per_s"], 3
         )
-    out["memory"] = _in_subprocess("--memory", RSS_SHOPPERS, RSS_PER_SHOPPER, items)
+    out["embedded_pymalloc_over_embedded"] = round(
+        out["embedded_pymalloc_events_per_s"] / out["embedded_events_per_s"], 3
+    )
+    memory_args = ("--memory", RSS_SHOPPERS, RSS_PER_SHOPPER, items)
+    out["memory"] = _in_subprocess(*memory_args, allocator=_served("memory://", "memory://"))
     out["rss_mb_per_100k_shoppers"] = out["memory"]["rss_mb_per_100k_shoppers"]
     return out
 
@@ -176,11 +190,20 @@ def drain(processor: Processor, records: int) -> None:
         processor.run_once()
 
 
-def _in_subprocess(*args: str | int) -> dict[str, Any]:
-    """This module's `--drain` or `--memory` in a fresh process: each measures one
-    processor, with nothing of this process's (or an earlier measurement's) heap."""
+def _served(stream: str, cache: str) -> str | None:
+    """The allocator `shopper serve` runs on with these URLs (None: CPython's own)."""
+    return allocator_to_start(load_config({}, stream_url=stream, cache_url=cache), {})
+
+
+def _in_subprocess(*args: str | int, allocator: str | None) -> dict[str, Any]:
+    """This module's `--drain` or `--memory` in a fresh process on `allocator` (None:
+    CPython's default): each measures one processor, with nothing of this process's (or an
+    earlier measurement's) heap."""
     command = [sys.executable, "-m", "benchmarks.processor", *map(str, args)]
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONMALLOC"}
+    env["OPENBLAS_NUM_THREADS"] = "1"
+    if allocator is not None:
+        env["PYTHONMALLOC"] = allocator
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=root, check=False)
     if done.returncode != 0:

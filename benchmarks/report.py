@@ -144,7 +144,8 @@ def to_markdown(results: dict[str, Any], plots: list[tuple[str, str]] | None = N
 def _summary(results: dict[str, Any]) -> list[str]:
     """The must-show checks and every section's table."""
     parts = [_check_table(checks(results))]
-    for section in (_page_section, _freshness_section, _states_section, _processor_section):
+    sections = (_page_section, _freshness_section, _states_section, _processor_section)
+    for section in (*sections, _allocator_section):
         parts.extend(section(results))
     return parts
 
@@ -220,11 +221,12 @@ def _page_section(results: dict[str, Any]) -> list[str]:
     out = []
     if levels := page.get("levels"):
         header = ["connections", "shopper req/s", "floor req/s", "shopper p99 ms"]
-        header += ["floor p99 ms", "req/s ratio", "p99 ratio"]
+        header += ["floor p99 ms", "req/s ratio", "p99 ratio", "shopper pages from copy"]
         out += ["### Page path, closed loop\n", _table(header, _level_rows(levels))]
     if rates := page.get("open_loop"):
         baseline = dig(page, "sync_baseline", "open_loop") or {}
         header = ["req/s offered", "shopper p99 ms", "floor p99 ms", "shopper p99.9 ms"]
+        header += ["shopper pages from copy"]
         header += ["sync baseline p99 ms"] if baseline else []
         rows = [
             [
@@ -232,6 +234,7 @@ def _page_section(results: dict[str, Any]) -> list[str]:
                 fmt(dig(row, "shopper", "p99_ms"), 2),
                 fmt(dig(row, "floor", "p99_ms"), 2),
                 fmt(dig(row, "shopper", "p999_ms"), 2),
+                fmt(dig(row, "shopper", "pages_from_copy"), 0),
                 *([fmt(_baseline_p99(baseline, rate), 0)] if baseline else []),
             ]
             for rate, row in rates.items()
@@ -255,6 +258,7 @@ def _level_rows(levels: dict[str, Any]) -> Iterator[list[str]]:
             fmt(dig(level, "floor", "p99_ms"), 2),
             fmt(ratio.get("req_per_s"), 2, "x"),
             fmt(ratio.get("p99_ms"), 2, "x"),
+            fmt(dig(level, "shopper", "pages_from_copy"), 0),
         ]
 
 
@@ -354,7 +358,8 @@ def _shares(sources: dict[str, float]) -> str:
 def _processor_section(results: dict[str, Any]) -> list[str]:
     proc = results.get("processor") or {}
     names = {
-        "embedded_events_per_s": "embedded",
+        "embedded_events_per_s": "embedded (glibc's malloc, as `shopper serve` runs it)",
+        "embedded_pymalloc_events_per_s": "embedded, on CPython's allocator (pymalloc)",
         "redis_state_events_per_s": "Redis state, in-memory stream",
         "kafka_redis_events_per_s": "Kafka + Redis",
     }
@@ -367,6 +372,25 @@ def _processor_section(results: dict[str, Any]) -> list[str]:
     if (rss := median(proc.get("rss_mb_per_100k_shoppers"))) is not None:
         out.append(f"Processor memory: {rss:,.0f} MB of RSS per 100,000 shoppers.\n")
     return out
+
+
+def _allocator_section(results: dict[str, Any]) -> list[str]:
+    levels = dig(results, "allocator", "levels") or {}
+    if not levels:
+        return []
+    header = ["connections", "pymalloc req/s", "malloc req/s", "req/s ratio", "p99 ratio"]
+    rows = [
+        [
+            n,
+            fmt(dig(level, "pymalloc", "req_per_s"), 0),
+            fmt(dig(level, "malloc", "req_per_s"), 0),
+            fmt(dig(level, "ratio_malloc_over_pymalloc", "req_per_s"), 2, "x"),
+            fmt(dig(level, "ratio_malloc_over_pymalloc", "p99_ms"), 2, "x"),
+        ]
+        for n, level in levels.items()
+    ]
+    title = "### The embedded mode's allocator: the page on glibc's malloc over pymalloc\n"
+    return [title, _table(header, rows)]
 
 
 def _with_range(figures: dict[str, Any], key: str) -> Any:

@@ -10,6 +10,9 @@ from typing import Any
 from benchmarks.report_plots import dig, median
 
 MODES = {"kafka_redis": "Kafka + Redis", "embedded": "embedded"}
+# A comparison with the floor measures the page path only if its pages read Redis: at most
+# this share of them answered from the API's copy of the popular lists (Redis late).
+COPY_SHARE_MAX = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +47,15 @@ def _page_vs_floor(results: dict[str, Any], level: str) -> Check:
     target = ">= 1.0x req/s, <= 1.2x p99"
     if rps is None or p99 is None:
         return Check(what, target, "not measured", None)
-    return Check(what, target, f"{rps:.2f}x req/s, {p99:.2f}x p99", rps >= 1.0 and p99 <= 1.2)
+    measured = f"{rps:.2f}x req/s, {p99:.2f}x p99"
+    # Pages answered from the API's copy (Redis late) are not the page path measured.
+    shopper = dig(results, "page_load", "levels", level, "shopper") or {}
+    copies = shopper.get("pages_from_copy") or 0  # summed over the repeats
+    requests = (median(shopper.get("requests")) or 0) * (dig(results, "page_load", "repeats") or 1)
+    if copies > COPY_SHARE_MAX * requests:
+        measured += f", {copies:,} of {requests:,.0f} pages from the copy"
+        return Check(what, target, measured, False)
+    return Check(what, target, measured, rps >= 1.0 and p99 <= 1.2)
 
 
 def _open_loop_p99(results: dict[str, Any]) -> Check:

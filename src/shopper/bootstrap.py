@@ -162,6 +162,8 @@ class System:
         if self.features is not None:
             stats["features"] = dataclasses.asdict(self.features.stats)
         stats["ranking"] = ranking_stats([r.processor.ranking.stats for r in self.runners])
+        if page_cache := self.reader.page_cache_status():
+            stats["page_cache"] = page_cache
         return stats
 
     def _lag(self) -> Lag:

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 import redis
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shopper.adapters.redis_cache import RedisRecommendationCache, redis_from_url
-from shopper.adapters.redis_page_cache import RedisPageCache
+from shopper.adapters.redis_page_cache import TIMEOUTS_TO_DEGRADE, RedisPageCache
 from shopper.adapters.system_clock import SystemClock
 from shopper.domain.event import StockChange
 from shopper.domain.recommendation import RecommendationList, ScoredItem, Source, choose_list
@@ -206,3 +207,41 @@ def test_closed_on_one_event_loop_it_opens_again_on_another(
 
     assert asyncio.run(read()) == ["a"]
     assert asyncio.run(read()) == ["a"]  # a server restarted in the same process
+
+
+def test_a_read_between_lone_timeouts_keeps_pages_on_redis(
+    redis_url: str, writer: RedisRecommendationCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Timeouts put every page on the copy only in a row: the event loop late to a reply
+    now and then (a busy moment) leaves pages reading Redis."""
+    writer.write_lists([(ALICE, ranked(["a", "b", "c"]))])
+    writer.write_popular("global", ranked(["g1", "g2"], Source.POPULAR))
+
+    async def main() -> None:
+        pages = RedisPageCache(redis_url, PREFIX)
+        await pages.wait_current()
+        assert shown(await pages.read_page(ALICE, ["global"])) == ["a", "b", "c", "g1", "g2"]
+        lane_command = pages._lane.command
+        late = {"left": 0}
+
+        async def command(*args: Any) -> Any:
+            if late["left"]:
+                late["left"] -= 1
+                raise RedisTimeoutError("late")
+            return await lane_command(*args)
+
+        monkeypatch.setattr(pages._lane, "command", command)
+        for _ in range(3):
+            late["left"] = TIMEOUTS_TO_DEGRADE - 1
+            for _ in range(TIMEOUTS_TO_DEGRADE - 1):  # each answered from the copy
+                assert shown(await pages.read_page(ALICE, ["global"])) == ["g1", "g2"]
+            assert shown(await pages.read_page(ALICE, ["global"])) == ["a", "b", "c", "g1", "g2"]
+        assert not pages.degraded
+        assert pages.timeouts == 3 * (TIMEOUTS_TO_DEGRADE - 1)
+        late["left"] = TIMEOUTS_TO_DEGRADE  # a Redis that stopped answering
+        for _ in range(TIMEOUTS_TO_DEGRADE):
+            await pages.read_page(ALICE, ["global"])
+        assert pages.degraded
+        await pages.close()
+
+    asyncio.run(main())

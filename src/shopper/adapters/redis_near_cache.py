@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -9,6 +10,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shopper.adapters.redis_cache import decode_list
 from shopper.domain.recommendation import RecommendationList
@@ -91,14 +93,23 @@ class Lane:
     """Connections for page reads, each carrying one command at a time: redis-py's own
     connections (hiredis parsing), without its pool's per-command checks, retries and
     timers, which cost as much as the read itself. A connection that fails, or whose
-    command was cancelled mid-reply, is closed, never reused."""
+    command was cancelled mid-reply, is closed, never reused.
 
-    def __init__(self, pool: aioredis.ConnectionPool) -> None:
+    With `wait_s` (the page's bound), a command waits at most that long for its reply,
+    and at most that long for a new connection (TimeoutError either way): the connect and
+    its handshake go on in the background, under the pool's own (longer) timeouts, and the
+    connection joins the idle ones when done. A busy moment that slows connects costs one
+    page its read, and the next page has the connection."""
+
+    def __init__(self, pool: aioredis.ConnectionPool, wait_s: float | None = None) -> None:
         self._pool = pool
         self._idle: list[Any] = []
+        self._wait_s = wait_s
+        self._connecting: set[asyncio.Task[None]] = set()
+        self._generation = 0  # bumped by close: a connect begun before it does not join
 
     async def command(self, *args: Any) -> Any:
-        conn = self._idle.pop() if self._idle else self._new()
+        conn = self._idle.pop() if self._idle else await self._connection()
         try:
             await conn.send_command(*args, check_health=False)
             reply = await conn.read_response()
@@ -108,10 +119,41 @@ class Lane:
         self._idle.append(conn)
         return reply
 
-    def _new(self) -> Any:
-        return self._pool.make_connection()  # type: ignore[no-untyped-call]
+    async def _connection(self) -> Any:
+        conn = self._pool.make_connection()  # type: ignore[no-untyped-call]
+        if self._wait_s is None:
+            return conn  # connects on its first command
+        task = asyncio.ensure_future(self._connect(conn))
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self._wait_s)
+        except TimeoutError:
+            raise RedisTimeoutError("connecting took longer than a page waits") from None
+        finally:
+            if not task.done():  # the page gave up on it (or was cancelled): it goes on
+                self._connecting.add(task)
+                generation = self._generation
+                task.add_done_callback(lambda done: self._joined(conn, done, generation))
+        return conn
+
+    async def _connect(self, conn: Any) -> None:
+        await conn.connect()
+        conn.socket_timeout = self._wait_s  # from now on, a page's reads
+
+    def _joined(self, conn: Any, task: asyncio.Task[None], generation: int) -> None:
+        self._connecting.discard(task)
+        if task.cancelled() or task.exception() is not None:
+            return  # it failed: the next page that needs one tries again
+        if generation == self._generation:
+            self._idle.append(conn)
+        else:  # closed meanwhile
+            self._connecting.add(closing := task.get_loop().create_task(conn.disconnect()))
+            closing.add_done_callback(self._connecting.discard)
 
     async def close(self) -> None:
+        """Close every connection; the lane can be used again (with new ones)."""
+        self._generation += 1
+        for task in list(self._connecting):
+            task.cancel()
         idle, self._idle = self._idle, []
         for conn in idle:
             await conn.disconnect()

@@ -36,6 +36,7 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shopper.adapters.redis_cache import (
     _READ_PAGE_LUA,
@@ -57,6 +58,7 @@ log = logging.getLogger(__name__)
 FOLLOW_BLOCK_MS = 100  # the follower's XREAD wakes at least this often when nothing changes
 FOLLOW_COUNT = 1000  # stream entries per XREAD
 PAGE_TIMEOUT_S = 0.025  # a page read's wait for Redis before it answers from the copy
+TIMEOUTS_TO_DEGRADE = 5  # page reads timed out in a row that put every page on the copy
 FALLBACK_MAX_AGE_S = 300.0  # the oldest copy pages are answered from while Redis is down
 
 
@@ -94,6 +96,8 @@ class RedisPageCache:
         # Pages answered from the near cache's copy until the follower has reloaded.
         self.degraded = False
         self.from_copy = 0  # pages answered from the copy
+        self.timeouts = 0  # page reads that timed out
+        self.timeouts_in_a_row = 0
         self.restored = 0  # times an empty Redis got the last known sold-out set back
         self._epoch: bytes | None = None  # the Redis "life" the near cache was loaded from
         self._probe: redis.Redis | None = None  # readiness's own synchronous client
@@ -112,8 +116,8 @@ class RedisPageCache:
         if not near.current(time.monotonic(), self._max_age_s):
             try:
                 return await self._read_in_redis(key, segments, context_item)
-            except Exception:
-                return self._failed_over(segments)
+            except Exception as exc:
+                return self._failed_over(segments, exc)
         keys = self._keys
         names = [keys.fresh(key), keys.list(key)] if key is not None else []
         missing = [s for s in segments if s not in near.popular]
@@ -123,8 +127,10 @@ class RedisPageCache:
         generation = near.generation
         try:
             values: list[bytes | None] = await self._lane.command("MGET", *names) if names else []
-        except Exception:
-            return self._failed_over(segments)
+        except Exception as exc:
+            return self._failed_over(segments, exc)
+        if self.timeouts_in_a_row:
+            self.timeouts_in_a_row = 0
         sold_out = near.sold_out
         fresh = lkg = similar = None
         if key is not None:
@@ -141,13 +147,25 @@ class RedisPageCache:
         popular = [near.popular.get(s, found.get(s)) for s in segments]
         return PageRead(fresh, lkg, tuple(p for p in popular if p is not None), sold_out, similar)
 
-    def _failed_over(self, segments: Sequence[str]) -> PageRead:
-        """A page read failed: pages go to the copy until the follower has reloaded."""
-        self.degraded = True
-        # No traceback: formatting one on the event loop would hold up the pages.
-        self._errors.failure(
-            "Redis read failed on the page path; pages answered from the copy", traceback=False
-        )
+    def _failed_over(self, segments: Sequence[str], exc: Exception) -> PageRead:
+        """A page read failed: this page is answered from the copy. Pages go on to the copy
+        until the follower has reloaded when Redis refused or dropped the connection, or
+        after TIMEOUTS_TO_DEGRADE timeouts in a row (a hung Redis). A lone timeout is more
+        often this process's own busy moment (the event loop late to the reply) than Redis's,
+        and the next page reads Redis as usual."""
+        if isinstance(exc, RedisTimeoutError):
+            self.timeouts += 1
+            self.timeouts_in_a_row += 1
+            lone = self.timeouts_in_a_row < TIMEOUTS_TO_DEGRADE
+        else:
+            lone = False
+        if not lone:
+            self.degraded = True
+            # No traceback: formatting one on the event loop would hold up the pages.
+            self._errors.failure(
+                f"Redis read failed on the page path; pages answered from the copy ({exc!r})",
+                traceback=False,
+            )
         return self._page_from_copy(segments)
 
     def _page_from_copy(self, segments: Sequence[str]) -> PageRead:
@@ -175,14 +193,14 @@ class RedisPageCache:
             else:
                 blob = await self._lane.command("GET", self._keys.similar(item_id))
                 return (decode_list(blob) if blob is not None else None), self.near.sold_out
-        except Exception:
-            self._failed_over([])
+        except Exception as exc:
+            self._failed_over([], exc)
         # Similar lists are not copied: the page answers without one while Redis is away.
         return None, self._page_from_copy([]).sold_out
 
     async def wait_current(self, timeout_s: float = 5.0) -> None:
-        """Until the near cache holds every change Redis has (for tests and tools: pages
-        never wait); TimeoutError past `timeout_s`."""
+        """Until the near cache holds every change Redis has (a stock change's 202, tests and
+        tools: pages never wait); TimeoutError past `timeout_s`."""
         self._bound()
         deadline = time.monotonic() + timeout_s
         while True:
@@ -248,6 +266,7 @@ class RedisPageCache:
             "reloads": near.reloads,
             "degraded": self.degraded,
             "pages_from_copy": self.from_copy,
+            "page_read_timeouts": self.timeouts,
             "sold_out_restored": self.restored,
         }
 
@@ -266,14 +285,15 @@ class RedisPageCache:
                 socket_timeout=REDIS_TIMEOUT_S,
                 health_check_interval=30,
             )
-            # The page's own connections, with a short timeout: a Redis that hangs costs a
-            # page PAGE_TIMEOUT_S once, then pages answer from the copy without waiting.
+            # The page's own connections: a page waits PAGE_TIMEOUT_S at most for a reply or
+            # a new connection (whose connect and handshake go on under the usual bounds).
             self._lane = Lane(
                 aioredis.ConnectionPool.from_url(
                     self._url,
-                    socket_connect_timeout=self._page_timeout_s,
-                    socket_timeout=self._page_timeout_s,
-                )
+                    socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
+                    socket_timeout=REDIS_CONNECT_TIMEOUT_S,
+                ),
+                wait_s=self._page_timeout_s,
             )
             self._script = Script(_READ_PAGE_LUA, self._lane)
             self.near = NearCache()

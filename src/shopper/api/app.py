@@ -19,11 +19,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shopper import __version__
 from shopper.api.auth import Guard, KeyKind, audit_write, ingest_forbidden
-from shopper.api.body import add_body_limit, off_loop_if_large, read_json
+from shopper.api.body import JsonBody, add_body_limit, off_loop_if_large, read_json
 from shopper.api.dashboard import PageTimer, add_dashboard
 from shopper.api.docs import add_offline_docs
 from shopper.api.openapi_doc import document_refusals
-from shopper.api.page_route import PageRoute, page_function
+from shopper.api.page_route import Page, PageRoute
 from shopper.api.readiness import Check, readiness_router, write_unavailable
 from shopper.api.schemas import (
     ErrorOut,
@@ -34,6 +34,7 @@ from shopper.api.schemas import (
     recommendations_body,
 )
 from shopper.codec import EVENT, ItemIn
+from shopper.domain.event import CATALOG_TYPES
 from shopper.keys import ApiKeys, new_key
 from shopper.services.history import History
 from shopper.services.ingest import BatchTooLarge, EventIngest, IngestResult
@@ -103,7 +104,7 @@ def create_app(
         events = body.value if isinstance(body.value, list) else [body.value]
         if kind is KeyKind.INGEST and (refused := ingest_forbidden(events)) is not None:
             return refused
-        return await off_loop_if_large(body, _ingest_response, ingest, events, request, kind)
+        return await accept(body, events, request, kind)
 
     @app.put(
         "/v1/catalog/items",
@@ -126,9 +127,18 @@ def create_app(
         items = body.value if isinstance(body.value, list) else [body.value]
         now = ingest.clock.now()
         events = [_upsert_event(item, now) for item in items]
-        return await off_loop_if_large(body, _ingest_response, ingest, events, request, kind)
+        return await accept(body, events, request, kind)
 
-    page = page_function(reader.recommend_async, ingest.record_impression if impressions else None)
+    async def accept(body: JsonBody, events: list[Any], request: Request, kind: KeyKind) -> Any:
+        """Ingest a batch. One that changes the catalog is answered once this process's pages
+        show its stock changes (at most STOCK_SHOWN_WAIT_S): a shop that marks an item sold
+        out and then reads a page through the same API never sees it there."""
+        response = await off_loop_if_large(body, _ingest_response, ingest, events, request, kind)
+        if response.status_code in (202, 422) and _changes_catalog(events):
+            await reader.shows_changes(STOCK_SHOWN_WAIT_S)
+        return response
+
+    page = Page(reader.recommend_async, ingest.record_impression if impressions else None)
 
     @app.get("/v1/recommendations", response_model=RecommendationsOut, dependencies=readers)
     # async: the read is one in-memory lookup or one awaited Redis round trip.
@@ -155,7 +165,8 @@ def create_app(
         # same page function: this route documents the API and validates the rest.
         size = k or default_k
         request = PageRequest(user_id, session_id, size, context_item, country, device, impression)
-        body, _ = await page(request)
+        body, served = await page(request)
+        page.sent(request, served)  # (before the page is sent: this route is the slow path)
         return Response(body, media_type="application/json")
 
     @app.get(
@@ -303,6 +314,11 @@ SPOOL_FULL_DOC = (
 )
 
 
+# How long a catalog write's answer waits for this process's pages to show its stock changes
+# (the near cache follows Redis's change stream, usually within milliseconds).
+STOCK_SHOWN_WAIT_S = 0.25
+
+
 def _ingest_response(
     ingest: EventIngest, events: list[Any], request: Request, kind: KeyKind
 ) -> Any:
@@ -334,6 +350,10 @@ def _ingested(ingest: EventIngest, events: list[Any]) -> tuple[JSONResponse, int
     else:
         response = JSONResponse(out.model_dump(), status_code=422 if result.rejected else 202)
     return response, result.accepted
+
+
+def _changes_catalog(events: list[Any]) -> bool:
+    return any(isinstance(e, dict) and e.get("type") in CATALOG_TYPES for e in events)
 
 
 def _upsert_event(item: Any, now: float) -> Any:

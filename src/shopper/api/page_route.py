@@ -16,6 +16,7 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 import orjson
@@ -34,22 +35,25 @@ SHOWN = frozenset({"true", "1", "yes", "on", "True", "TRUE", "Yes", "YES", "On",
 NOT_SHOWN = frozenset({"false", "0", "no", "off", "False", "FALSE", "No", "NO", "Off", "OFF"})
 CONTENT_TYPE = (b"content-type", b"application/json")
 
-Page = Callable[[PageRequest], Awaitable[tuple[bytes, RecommendationList]]]
+Recommend = Callable[[PageRequest], Awaitable[RecommendationList]]
+Impression = Callable[[str | None, str | None, RecommendationList], None]
 
 
-def page_function(
-    recommend: Callable[[PageRequest], Awaitable[RecommendationList]],
-    impression: Callable[[str | None, str | None, RecommendationList], None] | None,
-) -> Page:
-    """The page: the shopper's list, its impression recorded, as response bytes."""
+@dataclass(frozen=True, slots=True)
+class Page:
+    """The page: the shopper's list as response bytes (`await page(request)`), and its
+    impression recorded once the page is sent (`sent`), so the shopper never waits for it."""
 
-    async def page(request: PageRequest) -> tuple[bytes, RecommendationList]:
-        served = await recommend(request)
-        if impression is not None and request.shown:
-            impression(request.user_id, request.session_id, served)
+    recommend: Recommend
+    impression: Impression | None
+
+    async def __call__(self, request: PageRequest) -> tuple[bytes, RecommendationList]:
+        served = await self.recommend(request)
         return orjson.dumps(recommendations_body(served, request.k)), served
 
-    return page
+    def sent(self, request: PageRequest, served: RecommendationList) -> None:
+        if self.impression is not None and request.shown:
+            self.impression(request.user_id, request.session_id, served)
 
 
 def page_request(query: bytes, default_k: int, max_k: int) -> PageRequest | None:
@@ -148,6 +152,7 @@ class PageRoute:
         ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+        self.page.sent(request, served)
         if self.pages is not None:
             self.pages.record(seconds * 1000, served.source.value)
         if self.metrics is not None:

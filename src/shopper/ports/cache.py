@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Container, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from shopper.domain.event import StockChange
 from shopper.domain.recommendation import PageRead, RecommendationList
@@ -74,6 +74,16 @@ class PageCache(Protocol):
 
     async def read_similar(self, item_id: str) -> tuple[RecommendationList | None, Container[str]]:
         """As `RecommendationCache.read_similar`."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """What the page path's reads did (pages answered from a copy, timeouts), for stats;
+        empty where pages read the cache directly."""
+        ...
+
+    async def wait_current(self, timeout_s: float) -> None:
+        """Until this process's page reads show every change the cache holds (a stock change
+        this process just wrote, say); TimeoutError past `timeout_s`. Pages never wait."""
         ...
 
     async def close(self) -> None: ...

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Container, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from shopper.domain.event import subject_key
 from shopper.domain.recommendation import (
@@ -54,6 +55,12 @@ class DirectPageCache:
 
     async def read_similar(self, item_id: str) -> tuple[RecommendationList | None, Container[str]]:
         return self._cache.read_similar(item_id)
+
+    def status(self) -> dict[str, Any]:
+        return {}
+
+    async def wait_current(self, timeout_s: float) -> None:
+        return None  # reads go to the cache itself
 
     async def close(self) -> None:
         return None
@@ -187,6 +194,18 @@ class RecommendationReader:
             return RecommendationList((), DEFAULT_VARIANT, Source.SIMILAR, self._clock.now(), "")
         shown = ranked.without(sold_out)
         return shown.with_items(shown.items[:k])
+
+    def page_cache_status(self) -> dict[str, Any]:
+        return self._pages.status()
+
+    async def shows_changes(self, timeout_s: float) -> bool:
+        """Wait until this process's pages show the changes written so far (the live stock
+        set the API just changed), at most `timeout_s`; False if they may not yet."""
+        try:
+            await self._pages.wait_current(timeout_s)
+        except Exception:  # the page path follows the change within its bound regardless
+            return False
+        return True
 
     async def close(self) -> None:
         await self._pages.close()
