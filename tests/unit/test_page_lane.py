@@ -12,7 +12,7 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shopper.adapters.redis_near_cache import Lane
+from shopper.adapters.redis_near_cache import ConnectWaitTimeout, Lane
 from shopper.adapters.redis_page_cache import TIMEOUTS_TO_DEGRADE, RedisPageCache
 
 
@@ -55,7 +55,7 @@ def test_a_slow_connect_costs_one_page_its_read_and_the_next_page_has_the_connec
         pool = SlowPool(connect_s=0.1)
         lane = Lane(pool, wait_s=0.02)  # type: ignore[arg-type]
         started = time.perf_counter()
-        with pytest.raises(RedisTimeoutError):
+        with pytest.raises(ConnectWaitTimeout):
             await lane.command("GET", "k")
         assert time.perf_counter() - started < 0.08  # the page's bound, not the connect's
         await asyncio.sleep(0.15)  # the connect went on meanwhile
@@ -107,3 +107,13 @@ def test_timeouts_in_a_row_or_a_refused_connection_put_every_page_on_the_copy() 
     refused = failing_cache()
     refused._failed_over(["global"], RedisConnectionError("refused"))
     assert refused.degraded
+
+
+def test_waits_for_new_connections_never_put_every_page_on_the_copy() -> None:
+    """A burst of pages finding no idle connection (a busy start, more connections than
+    before) waits for connects together: not a sign of a hung Redis."""
+    pages = failing_cache()
+    for _ in range(10 * TIMEOUTS_TO_DEGRADE):
+        pages._failed_over(["global"], ConnectWaitTimeout("busy"))
+    assert not pages.degraded
+    assert pages.timeouts == 10 * TIMEOUTS_TO_DEGRADE

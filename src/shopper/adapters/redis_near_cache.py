@@ -89,6 +89,11 @@ class NearCache:
         self.reloads += 1
 
 
+class ConnectWaitTimeout(RedisTimeoutError):
+    """A page's wait for a new connection ran out (the connect goes on): more often the
+    event loop busy with other pages than Redis slow to accept."""
+
+
 class Lane:
     """Connections for page reads, each carrying one command at a time: redis-py's own
     connections (hiredis parsing), without its pool's per-command checks, retries and
@@ -127,7 +132,7 @@ class Lane:
         try:
             await asyncio.wait_for(asyncio.shield(task), self._wait_s)
         except TimeoutError:
-            raise RedisTimeoutError("connecting took longer than a page waits") from None
+            raise ConnectWaitTimeout("connecting took longer than a page waits") from None
         finally:
             if not task.done():  # the page gave up on it (or was cancelled): it goes on
                 self._connecting.add(task)

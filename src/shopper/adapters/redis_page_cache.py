@@ -47,7 +47,7 @@ from shopper.adapters.redis_cache import (
     decode_list,
     page_from_reply,
 )
-from shopper.adapters.redis_near_cache import Lane, NearCache, Script
+from shopper.adapters.redis_near_cache import ConnectWaitTimeout, Lane, NearCache, Script
 from shopper.domain.recommendation import PageRead, RecommendationList
 from shopper.errors import ShopperError
 from shopper.ports.cache import ListKey
@@ -98,6 +98,7 @@ class RedisPageCache:
         self.from_copy = 0  # pages answered from the copy
         self.timeouts = 0  # page reads that timed out
         self.timeouts_in_a_row = 0
+        self._connections_lost = False
         self.restored = 0  # times an empty Redis got the last known sold-out set back
         self._epoch: bytes | None = None  # the Redis "life" the near cache was loaded from
         self._probe: redis.Redis | None = None  # readiness's own synchronous client
@@ -150,15 +151,18 @@ class RedisPageCache:
     def _failed_over(self, segments: Sequence[str], exc: Exception) -> PageRead:
         """A page read failed: this page is answered from the copy. Pages go on to the copy
         until the follower has reloaded when Redis refused or dropped the connection, or
-        after TIMEOUTS_TO_DEGRADE timeouts in a row (a hung Redis). A lone timeout is more
-        often this process's own busy moment (the event loop late to the reply) than Redis's,
-        and the next page reads Redis as usual."""
+        after TIMEOUTS_TO_DEGRADE replies timed out in a row (a hung Redis). A lone timeout,
+        or a wait for a new connection (which goes on connecting in the background), is more
+        often this process's own busy moment (the event loop late) than Redis's: the next
+        page reads Redis as usual."""
         if isinstance(exc, RedisTimeoutError):
             self.timeouts += 1
-            self.timeouts_in_a_row += 1
+            if not isinstance(exc, ConnectWaitTimeout):
+                self.timeouts_in_a_row += 1
             lone = self.timeouts_in_a_row < TIMEOUTS_TO_DEGRADE
         else:
             lone = False
+            self._connections_lost = True  # refused or dropped: the idle ones are suspect
         if not lone:
             self.degraded = True
             # No traceback: formatting one on the event loop would hold up the pages.
@@ -360,8 +364,11 @@ class RedisPageCache:
                     if near.stale:
                         await self._refresh_copy(lane, near)
                     if self.degraded:
-                        # The page's idle connections may be to the Redis that went away.
-                        await self._lane.close()
+                        if self._connections_lost:
+                            # The page's idle connections may be to the Redis that went away.
+                            await self._lane.close()
+                            self._connections_lost = False
+                        self.timeouts_in_a_row = 0
                         self.degraded = False
                         self._errors.recovered("Redis is back: pages read it again")
                 backoff = 0.1
@@ -372,6 +379,7 @@ class RedisPageCache:
                     return
                 near.seq = None
                 self.degraded = True
+                self._connections_lost = True
                 self._errors.failure("following the cache's change stream failed", traceback=False)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
