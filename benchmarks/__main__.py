@@ -75,7 +75,7 @@ def _full(kafka: str | None, redis_url: str) -> dict[str, Any]:
     results["page_load"] = _section(page_load_bench.run, redis_url)
     results["redis_list_bytes"] = _section(_list_bytes, redis_url)
     results["processor"] = _section(processor_bench.run, kafka, redis_url)
-    # The embedded mode's allocator (glibc's malloc) against CPython's, on the page.
+    # The page on glibc's malloc (the opt-in that returns memory) against CPython's.
     results["allocator"] = _section(allocator_bench.run)
     # A live deployment under events: freshness, sold-out items, the processor down.
     results["freshness"] = _section(freshness_bench.run, kafka, redis_url)

@@ -1,13 +1,13 @@
-"""What the embedded mode's allocator costs a page: glibc's malloc, which `shopper serve`
-runs the embedded mode on (shopper/allocator.py: memory freed by TTLs goes back to the
-system), against CPython's pymalloc, side by side.
+"""What glibc's malloc costs a page in the embedded mode against CPython's pymalloc, side by
+side: `PYTHONMALLOC=malloc` is the opt-in that gives memory freed by TTLs back to the
+system (docs/memory.md).
 
 Two API servers with the in-memory cache, each filled with the same 5,000 shoppers' 50-item
 lists (`benchmarks.serve_filled memory://`), one with `PYTHONMALLOC=malloc` and one with
 `PYTHONMALLOC=pymalloc`, pinned to core 0 with the load generator on core 1; closed loop at
 1 and 8 connections, the servers alternating who goes first, ratios (malloc over pymalloc)
 taken within each repeat. The processor's side of it is `benchmarks.processor`'s
-`embedded_pymalloc_over_embedded`.
+`embedded_malloc_over_embedded`.
 
 `python -m benchmarks.allocator [--quick]` prints one JSON object.
 """

@@ -16,11 +16,11 @@ event, so they would flatter it too.
 Ranking is the default configuration's, in a data folder of the benchmark's own: no trained
 model, so the live co-occurrence and popularity ranker re-ranks every touched shopper (the
 learned ranker needs a trained model and the feature store, both absent). Micro-batches
-are the default's. Each measurement runs in a process of its own, on the allocator
-`shopper serve` gives its mode (glibc's malloc where the process holds the state, the
-embedded mode: shopper/allocator.py); the embedded mode also runs on CPython's own beside it
-(`embedded_pymalloc`), for what that choice costs. The processor first
-works through the catalog and the history, untimed (it joins the Kafka group meanwhile);
+are the default's. Each measurement runs in a process of its own, on CPython's allocator
+(pymalloc); the embedded mode also runs on glibc's malloc beside it (`embedded_malloc`),
+the opt-in that gives memory back to the system (docs/memory.md), for what it costs. The
+processor first works through the catalog and the history, untimed (it joins the Kafka
+group meanwhile);
 the shoppers' events are then put on the stream, and the clock runs from its next poll
 until the last of them is applied and its list written. The modes take turns, `repeats`
 times; each figure is the median, with the min and max beside it, and the processor's CPU
@@ -43,7 +43,6 @@ from typing import Any
 
 from benchmarks.cache import delete_prefix
 from benchmarks.workload import catalog_events, shopper_events, with_catalog_changes
-from shopper.allocator import allocator_to_start
 from shopper.bootstrap import System, build_system
 from shopper.config import load_config
 from shopper.services.processor import Processor
@@ -67,11 +66,11 @@ def run(
     """Events/s per mode (median of `repeats` interleaved runs, with min and max; and the
     processor's CPU time per event, which other work on the machine disturbs less), and
     the embedded processor's RSS per 100k active shoppers."""
-    # Each mode on the allocator `shopper serve` gives it (allocator.py), and the embedded
-    # mode on CPython's own beside it: what the embedded allocator costs.
+    # The embedded mode also on glibc's malloc, beside CPython's own: what the opt-in that
+    # gives memory back to the system (PYTHONMALLOC=malloc, docs/memory.md) costs.
     modes = {
         "embedded": ("memory://", "memory://", None),
-        "embedded_pymalloc": ("memory://", "memory://", "pymalloc"),
+        "embedded_malloc": ("memory://", "memory://", "malloc"),
     }
     if redis_url:
         modes["redis_state"] = ("memory://", redis_url, None)
@@ -82,7 +81,7 @@ def run(
     for _ in range(repeats):  # interleaved: each mode sees the same machine noise
         for mode, (stream, cache, allocator) in modes.items():
             args = ("--drain", stream, cache, users, per_user, items)
-            runs[mode].append(_in_subprocess(*args, allocator=allocator or _served(stream, cache)))
+            runs[mode].append(_in_subprocess(*args, allocator=allocator))
     out: dict[str, Any] = {
         "events": len(traffic_events(users, per_user, items)),
         "shoppers": users,
@@ -98,11 +97,10 @@ def run(
         out["kafka_redis_vs_embedded"] = round(
             out["kafka_redis_events_per_s"] / out["embedded_events_per_s"], 3
         )
-    out["embedded_pymalloc_over_embedded"] = round(
-        out["embedded_pymalloc_events_per_s"] / out["embedded_events_per_s"], 3
+    out["embedded_malloc_over_embedded"] = round(
+        out["embedded_malloc_events_per_s"] / out["embedded_events_per_s"], 3
     )
-    memory_args = ("--memory", RSS_SHOPPERS, RSS_PER_SHOPPER, items)
-    out["memory"] = _in_subprocess(*memory_args, allocator=_served("memory://", "memory://"))
+    out["memory"] = _in_subprocess("--memory", RSS_SHOPPERS, RSS_PER_SHOPPER, items, allocator=None)
     out["rss_mb_per_100k_shoppers"] = out["memory"]["rss_mb_per_100k_shoppers"]
     return out
 
@@ -188,11 +186,6 @@ def drain(processor: Processor, records: int) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"processor read {processor.stats.records} of {records}")
         processor.run_once()
-
-
-def _served(stream: str, cache: str) -> str | None:
-    """The allocator `shopper serve` runs on with these URLs (None: CPython's own)."""
-    return allocator_to_start(load_config({}, stream_url=stream, cache_url=cache), {})
 
 
 def _in_subprocess(*args: str | int, allocator: str | None) -> dict[str, Any]:

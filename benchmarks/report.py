@@ -358,8 +358,8 @@ def _shares(sources: dict[str, float]) -> str:
 def _processor_section(results: dict[str, Any]) -> list[str]:
     proc = results.get("processor") or {}
     names = {
-        "embedded_events_per_s": "embedded (glibc's malloc, as `shopper serve` runs it)",
-        "embedded_pymalloc_events_per_s": "embedded, on CPython's allocator (pymalloc)",
+        "embedded_events_per_s": "embedded",
+        "embedded_malloc_events_per_s": "embedded on glibc's malloc (PYTHONMALLOC=malloc)",
         "redis_state_events_per_s": "Redis state, in-memory stream",
         "kafka_redis_events_per_s": "Kafka + Redis",
     }
@@ -389,7 +389,7 @@ def _allocator_section(results: dict[str, Any]) -> list[str]:
         ]
         for n, level in levels.items()
     ]
-    title = "### The embedded mode's allocator: the page on glibc's malloc over pymalloc\n"
+    title = "### The page on glibc's malloc (PYTHONMALLOC=malloc) over CPython's pymalloc\n"
     return [title, _table(header, rows)]
 
 

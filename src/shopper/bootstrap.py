@@ -439,6 +439,7 @@ def _cache_and_state(
             clock=clock,
             session_ttl_s=config.session_ttl_s,
             dedup_ttl_s=config.dedup_ttl_s,
+            unlisted_cap=config.max_unlisted_items,
         )
         return cache, state, None
     if scheme in ("redis", "rediss"):
@@ -465,6 +466,7 @@ def _cache_and_state(
             session_ttl_s=config.session_ttl_s,
             dedup_ttl_s=config.dedup_ttl_s,
             co_occurrence_cap=config.co_occurrence_cap,
+            unlisted_cap=config.max_unlisted_items,
         )
         closers.append(client.close)
         # Connects on the first page read, on the API's event loop: none in a processor.

@@ -46,16 +46,13 @@ def serve(
     config_file: ConfigFile = None,
 ) -> None:
     """Run the HTTP API and/or the stream processor."""
-    from shopper.allocator import restart_on_allocator
     from shopper.keys import with_keys
     from shopper.services.runtime import serve as run_serve
 
-    config = _config(config_file, stream_url=stream_url, cache_url=cache_url, data_dir=data_dir)
-    if _program.started:
-        restart_on_allocator(config)  # the embedded mode runs on glibc's malloc (allocator.py)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(name)s %(message)s"
     )
+    config = _config(config_file, stream_url=stream_url, cache_url=cache_url, data_dir=data_dir)
     try:
         if role is not Role.processor:
             config = with_keys(config)  # the configured keys, else the data folder's
@@ -284,15 +281,5 @@ import shopper.cli_models  # noqa: E402, F401
 from shopper import cli_rehearse  # noqa: E402, F401
 
 
-class _Program:
-    """Whether the CLI runs as the `shopper` program (`main`), not called by a test."""
-
-    started = False
-
-
-_program = _Program()
-
-
 def main() -> None:
-    _program.started = True
     app()

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from shopper.errors import ConfigError
+from shopper.ports.processor_state import UNLISTED_CAP
 
 ENV_PREFIX = "SHOPPER_"
 SECRET_FIELDS = ("admin_token", "ingest_key", "read_key")
@@ -143,6 +144,12 @@ class Config(BaseModel):
     )
     co_occurrence_cap: int = Field(
         500, ge=1, description="co-occurrence counts kept per item (Redis), trimmed at twice"
+    )
+    max_unlisted_items: int = Field(
+        UNLISTED_CAP,
+        ge=0,
+        description="items the catalog does not list whose behaviour is counted (for when "
+        "it lists them), at most: past it, the counts of those seen least recently go",
     )
     feature_store: Literal["off", "memory", "feast"] = Field(
         "off",

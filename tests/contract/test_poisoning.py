@@ -283,3 +283,49 @@ def test_made_up_countries_make_no_segments(shops: tuple[Shop, Shop]) -> None:
             client.close()
         assert segments == {"global", "country:de", "device:mobile", "country:other"}
         assert len(hit_keys) == len(segments)
+
+
+def test_made_up_items_are_counted_only_up_to_the_bound(cache_url: str) -> None:
+    """Behaviour on 600 ids the catalog does not list keeps the counts of the last 50 seen
+    only (`max_unlisted_items`): no client grows the state without bound."""
+    config = load_config(
+        {},
+        cache_url=cache_url,
+        redis_key_prefix="poison-unlisted:",
+        microbatch_wait_s=0,
+        popular_refresh_s=0,
+        max_unlisted_items=50,
+    )
+    system = build_system(config, clock=SystemClock())
+    shop = Shop(system, system.processor())
+    try:
+        shop.post(*(catalog_upsert(item, stock=5) for item in CATALOG))
+        made_up = [f"made-up-{n}" for n in range(600)]
+        for start in range(0, 600, 50):  # the last 50 are seen last (in whatever order)
+            shop.post(
+                *(
+                    event(f"u-{n}-{k}", session_id=f"s-{n}", item_id=item)
+                    for n in range(start, start + 50)
+                    for k, item in enumerate(("sku-0", made_up[n]))
+                )
+            )
+            shop.process()
+        counted = {i for i, _ in system.state.popular("global", 1000)} - set(CATALOG)
+        assert counted == set(made_up[-50:])
+        assert system.state.neighbours("made-up-0", 10) == []
+        assert {i for i, _ in system.state.neighbours("sku-0", 1000)} == set(made_up[-50:])
+        if cache_url.startswith("redis"):
+            client = redis.Redis.from_url(cache_url)
+            try:
+                rows = list(client.scan_iter(match="poison-unlisted:co:made-up-*", count=1000))
+                unlisted = client.zcard("poison-unlisted:unlisted")
+            finally:
+                client.close()
+            assert len(rows) == 50 and unlisted == 50
+        # Listed now, the last one counted ranks at once.
+        shop.post(catalog_upsert(made_up[-1], stock=1))
+        shop.process()
+        assert made_up[-1] in shop.popular("global")
+    finally:
+        shop.processor.close()
+        system.close()

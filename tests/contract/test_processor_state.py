@@ -24,7 +24,7 @@ from shopper.ports.processor_state import ProcessorState, StateChanges
 HALF_LIFE = 3600.0
 T0 = 1_700_000_000.0
 
-MakeState = Callable[[float], ProcessorState]  # half-life -> state
+MakeState = Callable[..., ProcessorState]  # (half-life, settings) -> state
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
@@ -36,10 +36,10 @@ def make_state(request: pytest.FixtureRequest) -> Iterator[MakeState]:
     clock = ManualClock(T0)
     made = 0
 
-    def make(half_life: float) -> ProcessorState:
+    def make(half_life: float, **settings: Any) -> ProcessorState:
         nonlocal made
         made += 1  # each state of one test gets a key space of its own
-        return RedisProcessorState(client, clock, half_life, prefix=f"t{made}:")
+        return RedisProcessorState(client, clock, half_life, prefix=f"t{made}:", **settings)
 
     try:
         yield make
@@ -192,6 +192,47 @@ def test_a_new_pair_is_a_neighbour_at_once(state: ProcessorState) -> None:
     assert [i for i, _ in state.neighbours("a", 10)] == ["b"]
     state.apply(changes(co_occurrences=[("c", "a", 1.0)]))
     assert sorted(i for i, _ in state.neighbours("a", 10)) == ["b", "c"]
+
+
+def counted(item: str, other: str) -> StateChanges:
+    """Behaviour on `item` (not in the catalog) seen with `other`: its hits, volume and
+    co-occurrence counted, and noted as unlisted."""
+    hits = [(GLOBAL_SEGMENT, item, 1.0, T0), ("country:de", item, 1.0, T0)]
+    return changes(
+        hits=hits, co_occurrences=[(item, other, 1.0)], unlisted={item: None, other: None}
+    )
+
+
+def test_the_counts_of_items_the_catalog_does_not_list_are_kept_for_the_last_seen_only(
+    make_state: MakeState,
+) -> None:
+    state = make_state(HALF_LIFE, unlisted_cap=4)
+    state.apply(changes(items={"sku": Item("sku")}, hits=[(GLOBAL_SEGMENT, "sku", 9.0, T0)]))
+    for n in range(6):  # x0 with x1, x1 with x2, ...: eight ids seen, four kept
+        state.apply(counted(f"x{n}", f"x{n + 1}"))
+    # x0, x1, x2 forgotten; x3-x5 counted (x6 only ever seen beside x5: no hits of its own)
+    assert {i for i, _ in state.popular(GLOBAL_SEGMENT, 20)} == {"sku", "x3", "x4", "x5"}
+    assert {i for i, _ in state.popular("country:de", 20)} == {"x3", "x4", "x5"}
+    assert state.neighbours("x2", 10) == []  # its row is gone...
+    assert [i for i, _ in state.neighbours("x3", 10)] == ["x4"]  # ...and it from x3's
+    assert [i for i, _ in state.neighbours("x4", 10)] == ["x5", "x3"]  # ties: larger id
+    # Seen again, an item goes to the end: x4, not x3, is the next to go.
+    state.apply(changes(hits=[(GLOBAL_SEGMENT, "x3", 1.0, T0)], unlisted={"x3": None}))
+    state.apply(counted("y", "x3"))
+    assert {i for i, _ in state.popular(GLOBAL_SEGMENT, 20)} == {"sku", "x3", "x5", "y"}
+
+
+def test_a_listed_item_is_never_forgotten(make_state: MakeState) -> None:
+    state = make_state(HALF_LIFE, unlisted_cap=2)
+    # Counted while unlisted (a processor that read the catalog before it was listed)...
+    state.apply(counted("new", "a"))
+    state.apply(changes(items={"new": Item("new")}))  # ...then listed
+    state.apply(changes(hits=[(GLOBAL_SEGMENT, "late", 1.0, T0)], unlisted={"new": None}))
+    for n in range(4):
+        state.apply(counted(f"z{n}", f"z{n + 1}"))
+    assert {i for i, _ in state.popular(GLOBAL_SEGMENT, 20)} >= {"new", "late"}
+    assert {i for i, _ in state.popular("country:de", 20)} == {"new", "z3"}
+    assert state.neighbours("a", 10) == []  # a, never listed, is forgotten
 
 
 def test_same_changes_give_the_in_memory_results(make_state: MakeState) -> None:

@@ -17,7 +17,7 @@ from shopper.domain.item import Item
 from shopper.domain.ranking import cosine, forward_weight
 from shopper.domain.session import SessionState
 from shopper.ports.clock import Clock
-from shopper.ports.processor_state import StateChanges
+from shopper.ports.processor_state import UNLISTED_CAP, StateChanges
 
 # Forward-decayed sums grow as 2**(age / half-life); rescale long before floats overflow.
 _RESCALE_AFTER_HALF_LIVES = 500.0
@@ -33,11 +33,12 @@ class InMemoryProcessorState:
         clock: Clock | None = None,
         session_ttl_s: float = 7 * 86400.0,
         dedup_ttl_s: float = 3600.0,
+        unlisted_cap: int = UNLISTED_CAP,
     ) -> None:
         """Sessions and their experiment outcomes live `session_ttl_s` from their last
         change, applied event ids `dedup_ttl_s` (at most `dedup_capacity` of them), as
         their Redis keys do; the catalog, popularity and co-occurrence are bounded by the
-        items, as in Redis."""
+        catalog and the `unlisted_cap` items it does not list seen last, as in Redis."""
         self._clock = clock or SystemClock()
         self._half_life = half_life_s
         self._neighbour_memo = StaleMemo(staleness_s)
@@ -53,6 +54,8 @@ class InMemoryProcessorState:
         self._popular: dict[str, dict[str, float]] = {}
         self._co: dict[str, dict[str, float]] = {}
         self._volume: dict[str, float] = {}
+        self._unlisted: dict[str, None] = {}  # least recently seen first
+        self._unlisted_cap = unlisted_cap
         self._outcomes: ExpiringMap[str, OutcomeDelta] = ExpiringMap(session_ttl_s)
         self._lock = threading.Lock()
         Sweeper.register(self.sweep)
@@ -109,6 +112,7 @@ class InMemoryProcessorState:
                 self._outcomes.put(session, kept, now)
             for segment, item, weight, ts in changes.hits:
                 self._hit(segment, item, weight, ts)
+            self._note_unlisted(changes)
             for a, b, weight in changes.co_occurrences:
                 row_a = self._co.setdefault(a, {})
                 if b not in row_a:
@@ -119,6 +123,8 @@ class InMemoryProcessorState:
                 row_a[b] = row_a.get(b, 0.0) + weight
                 row_b = self._co.setdefault(b, {})
                 row_b[a] = row_b.get(a, 0.0) + weight
+            while len(self._unlisted) > self._unlisted_cap:
+                self._forget(next(iter(self._unlisted)))
             # Ids last: if anything above raised, a redelivery applies the batch again.
             for event_id in changes.event_ids:
                 self._applied.add(event_id, now)
@@ -126,6 +132,27 @@ class InMemoryProcessorState:
                 self._applied.drop_oldest()
             for expiring in (self._sessions, self._outcomes, self._applied):
                 expiring.expire(now)
+
+    def _note_unlisted(self, changes: StateChanges) -> None:
+        unlisted = self._unlisted
+        for item in changes.items:
+            unlisted.pop(item, None)
+        for item in changes.unlisted:
+            if item not in self._items:
+                unlisted.pop(item, None)  # to the end: seen last
+                unlisted[item] = None
+
+    def _forget(self, item: str) -> None:
+        """An item the catalog does not list, seen least recently: its counts go."""
+        del self._unlisted[item]
+        for table in self._popular.values():
+            table.pop(item, None)
+        self._volume.pop(item, None)
+        for other in self._co.pop(item, {}):
+            row = self._co.get(other)
+            if row is not None and row.pop(item, None) is not None:
+                self._neighbour_memo.drop(other)
+        self._neighbour_memo.drop(item)
 
     def popular(self, segment: str, n: int) -> list[tuple[str, float]]:
         """Top items of a segment (the processor reads it once per micro-batch)."""

@@ -19,7 +19,12 @@ import orjson
 import redis
 
 from shopper.adapters.memo import StaleMemo
-from shopper.adapters.redis_state_lua import CO_OCCURRENCE_LUA, HITS_LUA, NEIGHBOURS_LUA
+from shopper.adapters.redis_state_lua import (
+    CO_OCCURRENCE_LUA,
+    HITS_LUA,
+    NEIGHBOURS_LUA,
+    UNLISTED_LUA,
+)
 from shopper.adapters.redis_wire import Command, run_commands, run_transactions
 from shopper.domain.attribution import OutcomeDelta
 from shopper.domain.experiment_stats import SessionOutcome
@@ -28,7 +33,7 @@ from shopper.domain.ranking import cosine
 from shopper.domain.segment import GLOBAL_SEGMENT
 from shopper.domain.session import SessionState
 from shopper.ports.clock import Clock
-from shopper.ports.processor_state import StateChanges
+from shopper.ports.processor_state import UNLISTED_CAP, StateChanges
 
 # Forward-decayed sums grow as 2**(age / half-life); rescale long before doubles overflow
 # (2**1024), exactly as the in-memory state does.
@@ -53,6 +58,7 @@ class RedisProcessorState:
         dedup_ttl_s: float = 3600.0,
         co_occurrence_cap: int = 500,
         staleness_s: float = 1.0,
+        unlisted_cap: int = UNLISTED_CAP,
     ) -> None:
         self._client = client
         self._clock = clock
@@ -64,6 +70,9 @@ class RedisProcessorState:
         self._landmark_key = f"{prefix}hits_landmark"
         self._segments_key = f"{prefix}hits_segments"
         self._volume_key = f"{prefix}volume"
+        self._unlisted_key = f"{prefix}unlisted"  # item -> last seen (StateChanges.unlisted)
+        self._unlisted_seq_key = f"{prefix}unlisted_seq"
+        self._unlisted_cap = unlisted_cap
         self._outcomes_key = f"{prefix}outcomes"  # session -> last change, for the report
         self._report_key = f"{prefix}experiment_report"  # published by a processor process
         self._neighbours = client.register_script(NEIGHBOURS_LUA)
@@ -113,7 +122,10 @@ class RedisProcessorState:
         replies = run_transactions(self._client, [t.commands for t in queued])
         for sent, reply in zip(queued, replies, strict=True):
             if sent.pairs:
-                self._forget_changed_rows(sent.pairs, reply[-1])
+                self._forget_changed_rows(sent.pairs, reply[sent.totals_at])
+            if sent.unlisted:  # the rows its forgetting changed (the last command's reply)
+                for item in reply[-1]:
+                    self._neighbour_memo.drop(item.decode())
 
     def _forget_changed_rows(self, pairs: list[tuple[str, str, float]], totals: list[Any]) -> None:
         for (a, _, weight), total in zip(pairs, totals, strict=True):
@@ -131,14 +143,24 @@ class RedisProcessorState:
             commands.append(("SET", self._session_key(subject), blob, "PX", self._session_ms))
         for item_id, item in changes.items.items():
             commands.append(("SET", self._item_key(item_id), encode_item(item)))
+        if changes.items:  # listed: counted for good
+            commands.append(("ZREM", self._unlisted_key, *changes.items))
         if changes.hits:
             commands += self._hit_commands(changes.hits)
         if changes.outcomes:
             commands += self._outcome_commands(changes.outcomes)
         pairs = _pair_counts(changes.co_occurrences)
-        if pairs:  # last: its reply, the new totals, is the transaction's last
+        totals_at = len(commands)  # where the reply has the pairs' new totals
+        if pairs:
             commands.append(self._co_occurrence_command(pairs))
-        return _Transaction(commands, pairs)
+        if changes.unlisted:  # after every count of the transaction, last
+            commands.append(self._unlisted_command(list(changes.unlisted)))
+        return _Transaction(commands, pairs, totals_at, bool(changes.unlisted))
+
+    def _unlisted_command(self, items: list[str]) -> Command:
+        keys = [self._unlisted_key, self._unlisted_seq_key, self._volume_key, self._segments_key]
+        prefixes = [self._hits_key(""), self._co_key(""), self._item_key("")]
+        return ("EVAL", UNLISTED_LUA, len(keys), *keys, self._unlisted_cap, *prefixes, *items)
 
     def _co_occurrence_command(self, pairs: list[tuple[str, str, float]]) -> Command:
         rows = list(dict.fromkeys(self._co_key(a) for a, _, _ in pairs))
@@ -338,6 +360,8 @@ def decode_item(blob: bytes | str) -> Item:
 class _Transaction:
     commands: list[Command]
     pairs: list[tuple[str, str, float]]  # the co-occurrence increments, in the order sent
+    totals_at: int  # the index of their command (its reply: their new totals)
+    unlisted: bool  # the last command notes items the catalog does not list
 
 
 def _pair_counts(pairs: list[tuple[str, str, float]]) -> list[tuple[str, str, float]]:

@@ -79,3 +79,37 @@ for start = 1, #row, 2000 do
 end
 return {row, volumes}
 """
+
+# KEYS[1]: the unlisted zset (item -> when last seen, as a number from KEYS[2]), KEYS[2]:
+# its counter, KEYS[3]: volume, KEYS[4]: the set of segment names. ARGV: the cap, the
+# hits, co-occurrence and item key prefixes, then the items the catalog does not list
+# that a transaction counted, in the order seen. Past the cap, the items seen least
+# recently are dropped with their counts: hits, volume, their co-occurrence row and their
+# place in the rows of the items in it (unless the catalog lists them by now: then only
+# from the zset). Returns the items whose co-occurrence rows changed.
+UNLISTED_LUA = """
+local cap = tonumber(ARGV[1])
+for i = 5, #ARGV do
+  redis.call('ZADD', KEYS[1], redis.call('INCR', KEYS[2]), ARGV[i])
+end
+local excess = redis.call('ZCARD', KEYS[1]) - cap
+local changed = {}
+if excess <= 0 then return changed end
+local gone = redis.call('ZPOPMIN', KEYS[1], excess)
+local segments = redis.call('SMEMBERS', KEYS[4])
+for j = 1, #gone, 2 do
+  local item = gone[j]
+  if redis.call('EXISTS', ARGV[4] .. item) == 0 then
+    redis.call('ZREM', KEYS[3], item)
+    for _, segment in ipairs(segments) do redis.call('ZREM', ARGV[2] .. segment, item) end
+    local row = ARGV[3] .. item
+    changed[#changed + 1] = item
+    for _, other in ipairs(redis.call('ZRANGE', row, 0, -1)) do
+      redis.call('ZREM', ARGV[3] .. other, item)
+      changed[#changed + 1] = other
+    end
+    redis.call('DEL', row)
+  end
+end
+return changed
+"""

@@ -353,7 +353,10 @@ def _ingested(ingest: EventIngest, events: list[Any]) -> tuple[JSONResponse, int
 
 
 def _changes_catalog(events: list[Any]) -> bool:
-    return any(isinstance(e, dict) and e.get("type") in CATALOG_TYPES for e in events)
+    return any(
+        isinstance(e, dict) and isinstance(kind := e.get("type"), str) and kind in CATALOG_TYPES
+        for e in events
+    )
 
 
 def _upsert_event(item: Any, now: float) -> Any:

@@ -25,6 +25,15 @@ class StateChanges:
     co_occurrences: list[tuple[str, str, float]] = field(default_factory=list)
     # session -> what this batch adds to its experiment outcome (domain.attribution)
     outcomes: dict[str, OutcomeDelta] = field(default_factory=dict)
+    # Items the catalog does not list whose counts (hits, volume, co-occurrence) this
+    # batch touches, in the order seen. The state keeps the counts of the `unlisted_cap`
+    # most recently seen such items (for when the catalog lists them) and forgets the
+    # rest's, so no client grows it without bound; a listed item is never forgotten.
+    unlisted: dict[str, None] = field(default_factory=dict)
+
+
+# Items the catalog does not list whose counts a state keeps at most (StateChanges.unlisted).
+UNLISTED_CAP = 10_000
 
 
 class ProcessorState(Protocol):

@@ -1,6 +1,7 @@
 """Only catalog items are recommended: behaviour on an item the catalog does not know of
 (a made-up or hostile id, a typo, an item not listed yet) is still counted, so the item
-ranks as soon as the catalog lists it, but no list carries it before then."""
+ranks as soon as the catalog lists it, but no list carries it before then. The state keeps
+those counts for the `max_unlisted_items` such items seen last (`StateChanges.unlisted`)."""
 
 from __future__ import annotations
 

@@ -96,6 +96,7 @@ class Processor:
             settings.transaction_events,
             self._ranking.note_price,
             settings.segments,
+            self._ranking.catalog,
         )
         self.lag: Lag = {}  # records behind per partition, as of the last micro-batch
 

@@ -27,6 +27,7 @@ from shopper.domain.segment import DEFAULT_SEGMENTS, SegmentPolicy
 from shopper.domain.session import SessionState
 from shopper.ports.event_log import Record
 from shopper.ports.processor_state import ProcessorState, StateChanges
+from shopper.services.catalog_filter import CatalogFilter
 from shopper.services.processor_stats import ProcessorStats
 
 CO_OCCURRENCE_WINDOW = 5  # an interaction counts together with this many recent items
@@ -53,6 +54,9 @@ class FoldedBatch:
     listed: bool = False  # an item new to the catalog: it may now be recommended
     stock: list[StockChange] = field(default_factory=list)
     segments: set[str] = field(default_factory=set)
+    # Items of the batch's shoppers (their events', and their sessions' recent ones) the
+    # catalog does not list (yet): their counts are kept only for the most recently seen.
+    unlisted: set[str] = field(default_factory=set)
     applied: list[Event] = field(default_factory=list)  # for the feature store
     types: Counter[str] = field(default_factory=Counter)  # events applied, by type
     duplicates: int = 0
@@ -68,8 +72,10 @@ class StateFold:
         transaction_events: int,
         note_price: PriceNote,
         segments: SegmentPolicy = DEFAULT_SEGMENTS,
+        catalog: CatalogFilter | None = None,
     ) -> None:
         self._state = state
+        self._catalog = catalog or CatalogFilter(state)
         self._segments = segments
         self._stats = stats
         self._transaction_events = transaction_events
@@ -101,7 +107,11 @@ class StateFold:
         }
         sessions = self._state.sessions(subjects)
         items = self._state.items({e.item_id for _, e in decoded if e.is_catalog and e.item_id})
-        return FoldedBatch(done, sessions, items, self._prices_of_purchases(decoded))
+        batch = FoldedBatch(done, sessions, items, self._prices_of_purchases(decoded))
+        counted = {i for s in sessions.values() for i in s.recent_items()[:CO_OCCURRENCE_WINDOW]}
+        counted |= {e.item_id for _, e in decoded if e.item_id and not e.is_catalog}
+        batch.unlisted = self._catalog.unknown_among(counted)
+        return batch
 
     def _prices_of_purchases(self, decoded: list[tuple[Record, Event]]) -> dict[str, float]:
         """Catalog prices of the items bought without a stated price (for revenue)."""
@@ -174,6 +184,7 @@ class StateFold:
 
     def _apply_catalog(self, event: Event, batch: FoldedBatch) -> None:
         assert event.item_id is not None
+        batch.unlisted.discard(event.item_id)
         current = batch.items.get(event.item_id)
         if current is None:
             batch.listed = True
@@ -212,7 +223,12 @@ def _apply_shopper(
     for segment in segments.segments(session.country, session.device):
         batch.changes.hits.append((segment, item, weight, event.ts))
         batch.segments.add(segment)
-    batch.changes.co_occurrences.extend((item, other, weight) for other in before if other != item)
+    others = [other for other in before if other != item]
+    batch.changes.co_occurrences.extend((item, other, weight) for other in others)
+    if batch.unlisted:
+        for counted in (*others, item):
+            if counted in batch.unlisted:
+                batch.changes.unlisted[counted] = None
 
 
 def _served(event: Event) -> bool:
