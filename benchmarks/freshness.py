@@ -44,12 +44,20 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 
 from benchmarks import processor_max, processor_states, sold_out
 from benchmarks.bench_keys import ADMIN, INGEST
 from benchmarks.cache import delete_prefix
-from benchmarks.http_load import Timing, run_async
-from benchmarks.page_servers import CLIENT_CORE, SERVER_CORE, Server, pinned, running
+from benchmarks.http_load import RawHTTP, Timing, run_async
+from benchmarks.page_servers import (
+    CLIENT_CORE,
+    SERVER_CORE,
+    Server,
+    page_cache_counts,
+    pinned,
+    running,
+)
 from benchmarks.processor_states import page_state, with_ratios
 from benchmarks.shop_traffic import (
     ITEMS,
@@ -65,6 +73,7 @@ from shopper.domain.stats import percentile
 from shopper.services.runtime import free_port
 
 POLL_S = 0.01
+PAGE_TIMEOUT_S = 10.0  # a probe's page read
 POLL_SHARE = 0.05  # later polls: one per this share of the time waited so far
 PROBES_PER_S = 10.0
 PROBE_SHOPPERS = 200
@@ -276,9 +285,11 @@ def _freshness_at(api: str, ops: str, rate: int, plan: Plan, tag: str) -> dict[s
     with ShopTraffic(api, rate - probes_per_s, plan.shoppers, seed=rate, tag=tag) as traffic:
         time.sleep(plan.warm_up_s)
         applied, started = applied_events(ops), time.perf_counter()
+        pages_before = page_cache_counts(api)
         with cpu_shares({"api": api, "processor": ops}) as cpu:
             probes = run_async(_probe_freshness(api, probes_per_s, plan, tag))
         processed = (applied_events(ops) - applied) / (time.perf_counter() - started)
+        pages = page_cache_counts(api)
     return {
         "target_events_per_s": rate,
         "sent_events_per_s": round(traffic.stats["events_per_s"] + probes.events_per_s, 1),
@@ -286,6 +297,8 @@ def _freshness_at(api: str, ops: str, rate: int, plan: Plan, tag: str) -> dict[s
         "processed_per_s": round(processed, 1),
         "post_p99_ms": traffic.stats["post_p99_ms"],
         "cpu_share": cpu,
+        # page reads that outwaited the page's bound, and pages served from the copy
+        **{name: count - pages_before.get(name, 0) for name, count in pages.items()},
         **probes.summary(),
     }
 
@@ -294,7 +307,8 @@ def _freshness_at(api: str, ops: str, rate: int, plan: Plan, tag: str) -> dict[s
 class Probes:
     """Probe shoppers, each with one event in flight at a time, and what they saw."""
 
-    http: httpx.AsyncClient
+    http: httpx.AsyncClient  # the events
+    pages: RawHTTP  # the page reads: most of the probes' requests, at little CPU
     timeout_s: float
     idle: deque[str]
     last: dict[str, str] = field(default_factory=dict)  # shopper -> list_id last served
@@ -329,14 +343,12 @@ class Probes:
 
     async def read_page(self, shopper: str) -> dict[str, Any]:
         self.reads += 1
-        response = await send(
-            self.http,
-            "GET",
-            "/v1/recommendations",
-            # A probe's poll is not a page shown: it must not add impressions to the load.
-            params={"session_id": shopper, "impression": "false"},
-        )
-        page: dict[str, Any] = response.json()
+        # A probe's poll is not a page shown: it must not add impressions to the load.
+        target = f"/v1/recommendations?session_id={shopper}&impression=false"
+        status, body = await self.pages.get(target, PAGE_TIMEOUT_S)
+        if status != 200:
+            raise RuntimeError(f"a probe's page read answered {status}: {body[:200]!r}")
+        page: dict[str, Any] = orjson.loads(body)
         return page
 
     def summary(self) -> dict[str, Any]:
@@ -361,9 +373,10 @@ async def _probe_freshness(api: str, per_s: float, plan: Plan, tag: str) -> Prob
     probe shopper; then waits for the last ones."""
     rng = random.Random(11)
     tasks = []
+    pages = RawHTTP(api, INGEST)
     async with client(api) as http:
         idle = deque(f"{tag}-p{n}" for n in range(PROBE_SHOPPERS))
-        probes = Probes(http, plan.fresh_timeout_s, idle)
+        probes = Probes(http, pages, plan.fresh_timeout_s, idle)
         started = time.perf_counter()
         for n in range(int(per_s * plan.window_s)):
             await asyncio.sleep(max(0.0, started + n / per_s - time.perf_counter()))
@@ -372,6 +385,7 @@ async def _probe_freshness(api: str, per_s: float, plan: Plan, tag: str) -> Prob
                 tasks.append(asyncio.create_task(probes.probe(shopper, item)))
         probes.fresh_s = list(await asyncio.gather(*tasks))
         probes.seconds = time.perf_counter() - started
+    pages.close()
     return probes
 
 
@@ -422,7 +436,11 @@ def conditions(plan: Plan) -> dict[str, Any]:
         f"{POLL_SHARE:.0%} of the time waited) serving a list written after it; "
         f"never_fresh: not within {plan.fresh_timeout_s:g} s, counted as that in the "
         f"percentiles; {plan.window_s:g} s per rate; the probes' page reads "
-        "(page_reads_per_s) record no impression (impression=false)",
+        "(page_reads_per_s) record no impression (impression=false) and go over raw "
+        "keep-alive connections, so the measuring process takes little of the CPU the "
+        "processor needs; cpu_share gives each process's share in cores (command:NAME: "
+        "every process on the machine, by command), page_read_timeouts and pages_from_copy "
+        "count the API's page reads that outwaited its bound over the window",
         "max": processor_max.conditions(plan.burst, plan.step_s, plan.steps),
         "sold_out": sold_out.conditions(plan.sold_out_items),
         "page_by_processor_state": processor_states.conditions(plan.page_rate, plan.page_timing),

@@ -249,8 +249,17 @@ def wait_idle(baseline_url: str, timeout_s: float) -> None:
     raise RuntimeError(f"the synchronous baseline at {baseline_url} is still busy: {state}")
 
 
+PAGE_CACHE_COUNTS = ("pages_from_copy", "page_read_timeouts")  # running totals
+
+
 def pages_from_copy(url: str) -> int:
     """Pages the server answered from its copy so far (`/v1/stats`; 0 where it has none)."""
+    return page_cache_counts(url).get("pages_from_copy", 0)
+
+
+def page_cache_counts(url: str) -> dict[str, int]:
+    """The server's page cache counters so far (`/v1/stats` `page_cache`: pages from the
+    copy, page reads timed out); empty where it has none (the floor, memory mode)."""
     host, port = url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
     try:
@@ -260,8 +269,9 @@ def pages_from_copy(url: str) -> int:
     finally:
         conn.close()
     if response.status != 200:
-        return 0  # the floor: no such route
-    return int((json.loads(body).get("page_cache") or {}).get("pages_from_copy", 0))
+        return {}  # the floor: no such route
+    counts = json.loads(body).get("page_cache") or {}
+    return {name: int(counts[name]) for name in PAGE_CACHE_COUNTS if name in counts}
 
 
 def _wait_healthy(proc: subprocess.Popen[bytes], url: str, timeout_s: float = 60) -> None:

@@ -8,7 +8,8 @@ deployment under it.
   clicks, stamped when sent.
 - `applied_events`: the events a shopper process's processors have applied (/metrics).
 - `cpu_shares`: the CPU time of shopper's processes over a block, per wall second, and
-  the whole machine's (in cores busy: 2.0 is a 2-core machine flat out).
+  the whole machine's (in cores busy: 2.0 is a 2-core machine flat out), with where it
+  went by command (`command:NAME`, each at 0.02 of a core or more).
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 
 from benchmarks.bench_keys import INGEST
-from benchmarks.http_load import run_async
+from benchmarks.http_load import RawHTTP, run_async
 from benchmarks.workload import shopper_events
 from shopper.domain.stats import percentile
 
@@ -43,6 +45,7 @@ PER_SHOPPER = 20  # events per shopper before the traffic repeats itself
 CLICK_SHARE = 0.15  # of the workload's views, sent as clicks
 TICK_S = 0.01  # the sender's clock: the events due are posted every tick, in one POST
 MAX_BATCH = 500
+REQUEST_TIMEOUT_S = 30.0  # as the httpx client's
 STOP_TIMEOUT_S = 30.0
 SAMPLE_AFTER_S = 1.0  # a page is sampled this long after its shopper's first event
 
@@ -219,27 +222,30 @@ async def _send(
     stop: threading.Event,
 ) -> dict[str, Any]:
     """Every TICK_S, the events due so far in one POST, not waiting for earlier answers;
-    and the page reads due, each of a shopper who arrived SAMPLE_AFTER_S before."""
+    and the page reads due, each of a shopper who arrived SAMPLE_AFTER_S before. Over raw
+    keep-alive connections (`RawHTTP`): the sender is not the system measured, and an HTTP
+    library's CPU per request would be taken from the processor beside it."""
     tally, rng = _Tally(), random.Random(len(pool))
     tasks: set[asyncio.Task[None]] = set()
-    async with client(api) as http:
-        started = time.perf_counter()
-        sent = sampled = ticks = 0
-        while not stop.is_set():
-            elapsed = time.perf_counter() - started
-            due = min(int(rate * elapsed) - sent, MAX_BATCH)
-            if due > 0:
-                _spawn(tasks, _post(http, source.take(due), tally))
-                sent += due
-            ready = bisect.bisect(source.arrivals, (time.perf_counter() - SAMPLE_AFTER_S, -1))
-            for _ in range(int(samples_per_s * elapsed) - sampled if ready else 0):
-                shopper = source.arrivals[rng.randrange(ready)][1]
-                _spawn(tasks, _sample(http, pool_page(shopper, pool), tally))
-                sampled += 1
-            ticks += 1
-            await asyncio.sleep(max(0.0, started + ticks * TICK_S - time.perf_counter()))
-        seconds = time.perf_counter() - started
-        await asyncio.gather(*tasks)
+    http = RawHTTP(api, INGEST)
+    started = time.perf_counter()
+    sent = sampled = ticks = 0
+    while not stop.is_set():
+        elapsed = time.perf_counter() - started
+        due = min(int(rate * elapsed) - sent, MAX_BATCH)
+        if due > 0:
+            _spawn(tasks, _post(http, source.take(due), tally))
+            sent += due
+        ready = bisect.bisect(source.arrivals, (time.perf_counter() - SAMPLE_AFTER_S, -1))
+        for _ in range(int(samples_per_s * elapsed) - sampled if ready else 0):
+            shopper = source.arrivals[rng.randrange(ready)][1]
+            _spawn(tasks, _sample(http, pool_page(shopper, pool), tally))
+            sampled += 1
+        ticks += 1
+        await asyncio.sleep(max(0.0, started + ticks * TICK_S - time.perf_counter()))
+    seconds = time.perf_counter() - started
+    await asyncio.gather(*tasks)
+    http.close()
     return tally.summary(seconds)
 
 
@@ -249,23 +255,24 @@ def _spawn(tasks: set[asyncio.Task[None]], work: Awaitable[None]) -> None:
     task.add_done_callback(tasks.discard)
 
 
-async def _post(http: httpx.AsyncClient, events: list[dict[str, Any]], tally: _Tally) -> None:
+async def _post(http: RawHTTP, events: list[dict[str, Any]], tally: _Tally) -> None:
     started = time.perf_counter()
-    try:
-        response = await http.post("/v1/events", json=events)
-    except httpx.HTTPError:
+    status, _ = await http.post("/v1/events", orjson.dumps(events), REQUEST_TIMEOUT_S)
+    if status < 0:  # no answer (CONNECTION_ERROR, TIMEOUT)
         tally.post_errors += 1
         return
     tally.post_ms.append((time.perf_counter() - started) * 1000)
-    if response.status_code == 202:
+    if status == 202:
         tally.accepted += len(events)
     else:
         tally.post_errors += 1
 
 
-async def _sample(http: httpx.AsyncClient, path: str, tally: _Tally) -> None:
-    with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
-        tally.sources[(await http.get(path)).json()["source"]] += 1
+async def _sample(http: RawHTTP, path: str, tally: _Tally) -> None:
+    status, body = await http.get(path, REQUEST_TIMEOUT_S)
+    if status == 200:
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            tally.sources[orjson.loads(body)["source"]] += 1
 
 
 async def post_all(api: str, events: list[dict[str, Any]], connections: int = 4) -> None:
@@ -318,11 +325,14 @@ def cpu_shares(urls: dict[str, str | None]) -> Iterator[dict[str, float]]:
         if url:
             named[url] = "process" if url in named else name
     before = {url: cpu_seconds(url) for url in named}
-    busy = _machine_busy_s()
+    busy, commands = _machine_busy_s(), _cpu_by_command()
     started = time.perf_counter()
     shares: dict[str, float] = {}
     yield shares
     elapsed = time.perf_counter() - started
+    for command, seconds in _cpu_by_command().items():  # where the machine's went
+        if (share := (seconds - commands.get(command, 0.0)) / elapsed) >= 0.02:
+            shares[f"command:{command}"] = round(share, 2)
     for url, name in named.items():
         after, first = cpu_seconds(url), before[url]
         if after is not None and first is not None:
@@ -330,6 +340,32 @@ def cpu_shares(urls: dict[str, str | None]) -> Iterator[dict[str, float]]:
     if busy is not None and (now := _machine_busy_s()) is not None:
         # Every process's, this benchmark's and whatever else runs on the machine.
         shares["machine"] = round((now - busy) / elapsed, 2)
+
+
+def _cpu_by_command() -> dict[str, float]:
+    """CPU seconds so far of the machine's processes, summed by command (processes that
+    ended meanwhile are not counted)."""
+    clock = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    seconds: dict[str, float] = {}
+    for pid in (p for p in _listdir("/proc") if p.isdigit()):
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = _command(args)
+        seconds[name] = seconds.get(name, 0.0) + (int(stat[11]) + int(stat[12])) / clock
+    return seconds
+
+
+def _command(args: list[str]) -> str:
+    """A process's short name: the program, or the module it runs, with its role."""
+    name = os.path.basename(args[0]) if args and args[0] else "kernel"
+    if "-m" in args[:-1]:
+        name = args[args.index("-m") + 1]
+    if "--role" in args[:-1]:
+        name += f" --role {args[args.index('--role') + 1]}"
+    return name
 
 
 def _machine_busy_s() -> float | None:

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shopper.adapters.redis_cache import RedisRecommendationCache, redis_from_url
+from shopper.adapters.redis_near_cache import Lane
 from shopper.adapters.redis_page_cache import TIMEOUTS_TO_DEGRADE, RedisPageCache
 from shopper.adapters.system_clock import SystemClock
 from shopper.domain.event import StockChange
@@ -243,5 +246,39 @@ def test_a_read_between_lone_timeouts_keeps_pages_on_redis(
             await pages.read_page(ALICE, ["global"])
         assert pages.degraded
         await pages.close()
+
+    asyncio.run(main())
+
+
+def test_a_reply_later_than_the_page_waits_keeps_its_connection(redis_url: str) -> None:
+    """The page gives up on a late reply (or is cancelled while it waits), but the reply is
+    read in the background and the connection serves the next page with that page's own
+    reply: closing it would make the next page connect again, when connects are slowest."""
+
+    def ids(name: str) -> set[int]:
+        with redis.Redis.from_url(redis_url) as client:
+            return {int(c["id"]) for c in client.client_list() if c["name"] == name}
+
+    async def main() -> None:
+        name = f"lane-{uuid.uuid4().hex[:8]}"
+        pool = aioredis.ConnectionPool.from_url(redis_url, socket_timeout=2.0, client_name=name)
+        late, cancelled = Lane(pool, wait_s=0.02), Lane(pool, wait_s=1.0)
+        ids_before = {await late.command("CLIENT", "ID"), await cancelled.command("CLIENT", "ID")}
+        started = time.perf_counter()
+        with pytest.raises(RedisTimeoutError):
+            await late.command("BLPOP", f"{PREFIX}nothing", "0.2")  # answers nil after 0.2 s
+        assert time.perf_counter() - started < 0.15  # the page's bound, not the reply's
+        reading = asyncio.ensure_future(cancelled.command("BLPOP", f"{PREFIX}nothing", "0.2"))
+        await asyncio.sleep(0.05)
+        reading.cancel()  # a page whose client went away
+        with pytest.raises(asyncio.CancelledError):
+            await reading
+        await asyncio.sleep(0.4)  # both replies came meanwhile
+        assert await late.command("ECHO", "mine") == b"mine"  # not the late nil
+        assert await cancelled.command("ECHO", "theirs") == b"theirs"
+        assert ids(name) == ids_before  # no connection closed, none opened
+        await late.close()
+        await cancelled.close()
+        await pool.disconnect()
 
     asyncio.run(main())

@@ -33,7 +33,7 @@ class SlowConnection:
         assert self.connected, "a command on a connection not connected"
         self.sent = args
 
-    async def read_response(self) -> Any:
+    async def read_response(self, disconnect_on_error: bool = True) -> Any:
         return self.sent
 
     async def disconnect(self, nowait: bool = False) -> None:
@@ -42,6 +42,7 @@ class SlowConnection:
 
 class SlowPool:
     def __init__(self, connect_s: float) -> None:
+        self.connection_kwargs = {"socket_timeout": 1.0}
         self.connect_s = connect_s
         self.made: list[SlowConnection] = []
 

@@ -15,6 +15,7 @@ from shopper.bootstrap import System, build_system
 from shopper.config import load_config
 from shopper.domain.recommendation import DEFAULT_VARIANT, RecommendationList, Source
 from shopper.ports.cache import ListKey
+from shopper.services import processor as processor_module
 from shopper.services.processor import Processor, ProcessorSettings
 from tests.unit.factories import drain, in_catalog, publish, sold_out, view, wire
 
@@ -331,3 +332,36 @@ def test_popular_lists_follow_the_events_after_the_first_refresh(
     send(system, *(view(f"b{n}", f"fan{n}", "b") for n in range(3)))
     drain(system, processor)
     assert must(popular_list(system, "global")).item_ids() == ["b", "a"]
+
+
+def test_a_batch_is_ranked_and_written_a_chunk_at_a_time_the_first_to_act_first(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shopper's list is on the page once their chunk is written, before the rest of a
+    large micro-batch is ranked."""
+    monkeypatch.setattr(processor_module, "LIST_CHUNK", 2)
+    cache = RecordingCache(system)
+    processor = processor_with(system, cache)
+    written: list[list[str]] = []
+    shown_when_ranked: list[bool] = []
+    write_lists, rank = cache.write_lists, processor.ranking.rank
+
+    def noting_writes(lists: Sequence[tuple[ListKey, RecommendationList]]) -> None:
+        written.append([key.subject for key, _ in lists])
+        write_lists(lists)
+
+    def noting_ranks(sessions: Sequence[Any]) -> Any:
+        # Whether the first chunk's shoppers have their lists by now.
+        first = written[0] if written else []
+        shown = [cache.read_page(ListKey(s, DEFAULT_VARIANT), []).fresh for s in first]
+        shown_when_ranked.append(bool(first) and all(shown))
+        return rank(sessions)
+
+    monkeypatch.setattr(cache, "write_lists", noting_writes)
+    monkeypatch.setattr(processor.ranking, "rank", noting_ranks)
+    send(system, *(view(f"e{n}", f"s{n}", "a") for n in range(5)))
+    processor.run_once()
+    assert [len(chunk) for chunk in written] == [2, 2, 1]
+    assert sorted(s for chunk in written for s in chunk) == [f"u:s{n}" for n in range(5)]
+    assert shown_when_ranked == [False, True, True]  # the first lists were out before the rest
+    assert processor.stats.lists_written == 5

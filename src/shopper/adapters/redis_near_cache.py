@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shopper.adapters.redis_cache import decode_list
@@ -97,29 +98,45 @@ class ConnectWaitTimeout(RedisTimeoutError):
 class Lane:
     """Connections for page reads, each carrying one command at a time: redis-py's own
     connections (hiredis parsing), without its pool's per-command checks, retries and
-    timers, which cost as much as the read itself. A connection that fails, or whose
-    command was cancelled mid-reply, is closed, never reused.
+    timers, which cost as much as the read itself. A connection that fails is closed,
+    never reused.
 
     With `wait_s` (the page's bound), a command waits at most that long for its reply,
-    and at most that long for a new connection (TimeoutError either way): the connect and
-    its handshake go on in the background, under the pool's own (longer) timeouts, and the
-    connection joins the idle ones when done. A busy moment that slows connects costs one
-    page its read, and the next page has the connection."""
+    and at most that long for a new connection (TimeoutError either way). Neither is
+    abandoned: a connect and its handshake go on in the background, and so does the read
+    of a late reply (the parser resumes where it stopped), each under the pool's own
+    (longer) timeout, and the connection then joins the idle ones. A busy moment costs
+    one page its read, not a connection: closing one would make the next page connect
+    again, at the moment connects are slowest."""
 
     def __init__(self, pool: aioredis.ConnectionPool, wait_s: float | None = None) -> None:
         self._pool = pool
         self._idle: list[Any] = []
         self._wait_s = wait_s
-        self._connecting: set[asyncio.Task[None]] = set()
-        self._generation = 0  # bumped by close: a connect begun before it does not join
+        self._late_s = pool.connection_kwargs.get("socket_timeout")  # a late reply's bound
+        self._pending: set[asyncio.Task[None]] = set()  # connects and late replies
+        self._generation = 0  # bumped by close: a connection pending before it does not join
 
     async def command(self, *args: Any) -> Any:
         conn = self._idle.pop() if self._idle else await self._connection()
         try:
             await conn.send_command(*args, check_health=False)
-            reply = await conn.read_response()
         except BaseException:
-            await conn.disconnect(nowait=True)  # a cancelled read must not wait here
+            await conn.disconnect(nowait=True)  # part of a command may have been sent
+            raise
+        try:
+            reply = await conn.read_response(disconnect_on_error=False)
+        except ResponseError:
+            self._idle.append(conn)  # an error reply (NOSCRIPT): the connection is sound
+            raise
+        except (RedisTimeoutError, asyncio.CancelledError):
+            if self._wait_s is None:
+                await conn.disconnect(nowait=True)
+            else:  # the reply is on its way: read it in the background, keep the connection
+                self._join_when_done(conn, self._late_reply(conn))
+            raise
+        except BaseException:
+            await conn.disconnect(nowait=True)
             raise
         self._idle.append(conn)
         return reply
@@ -135,29 +152,41 @@ class Lane:
             raise ConnectWaitTimeout("connecting took longer than a page waits") from None
         finally:
             if not task.done():  # the page gave up on it (or was cancelled): it goes on
-                self._connecting.add(task)
-                generation = self._generation
-                task.add_done_callback(lambda done: self._joined(conn, done, generation))
+                self._join_when_done(conn, task)
         return conn
 
     async def _connect(self, conn: Any) -> None:
         await conn.connect()
         conn.socket_timeout = self._wait_s  # from now on, a page's reads
 
+    async def _late_reply(self, conn: Any) -> None:
+        """Read the reply a page gave up on, under the pool's timeout (closing the
+        connection if that runs out too); the page's bound applies again after."""
+        conn.socket_timeout = self._late_s
+        with contextlib.suppress(ResponseError):  # an error reply read in full is no failure
+            await conn.read_response()
+        conn.socket_timeout = self._wait_s
+
+    def _join_when_done(self, conn: Any, pending: Any) -> None:
+        task = asyncio.ensure_future(pending)
+        self._pending.add(task)
+        generation = self._generation
+        task.add_done_callback(lambda done: self._joined(conn, done, generation))
+
     def _joined(self, conn: Any, task: asyncio.Task[None], generation: int) -> None:
-        self._connecting.discard(task)
+        self._pending.discard(task)
         if task.cancelled() or task.exception() is not None:
-            return  # it failed: the next page that needs one tries again
+            return  # it failed (and is closed): the next page that needs one opens another
         if generation == self._generation:
             self._idle.append(conn)
         else:  # closed meanwhile
-            self._connecting.add(closing := task.get_loop().create_task(conn.disconnect()))
-            closing.add_done_callback(self._connecting.discard)
+            self._pending.add(closing := task.get_loop().create_task(conn.disconnect()))
+            closing.add_done_callback(self._pending.discard)
 
     async def close(self) -> None:
         """Close every connection; the lane can be used again (with new ones)."""
         self._generation += 1
-        for task in list(self._connecting):
+        for task in list(self._pending):
             task.cancel()
         idle, self._idle = self._idle, []
         for conn in idle:
