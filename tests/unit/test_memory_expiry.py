@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from shopper.adapters import memory_expiry
 from shopper.adapters.memo import StaleMemo
 from shopper.adapters.memory_cache import InMemoryRecommendationCache
 from shopper.adapters.memory_event_log import InMemoryEventLog
-from shopper.adapters.memory_expiry import ExpiringMap, ExpiringSet, sweep
+from shopper.adapters.memory_expiry import ExpiringMap, ExpiringSet, Sweeper, sweep
 from shopper.adapters.memory_processor_state import InMemoryProcessorState
 from shopper.adapters.openfeature_flags import OpenFeatureFlagClient
 from shopper.adapters.system_clock import ManualClock
@@ -181,3 +182,21 @@ def test_the_flag_clients_assignments_are_forgotten_after_their_ttl(tmp_path: Pa
         assert flags.expire_cache() == 2
     finally:
         flags.close()
+
+
+def test_the_sweeper_trims_after_many_expiries_and_collects_once_a_wave_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A wave's end is when CPython's free lists, full of the wave's blocks, are emptied
+    (a full collection), so its small-object arenas can go back to the system."""
+    calls: list[bool] = []
+    monkeypatch.setattr(memory_expiry, "trim_memory", lambda collect=False: calls.append(collect))
+    sweeper = Sweeper(every_s=3600.0)  # its thread waits; the rounds are driven here
+    sweeper.after_round(memory_expiry.TRIM_AFTER)  # a big sweep: trimmed at once
+    assert calls == [False]
+    sweeper.after_round(5)  # still expiring: nothing yet
+    assert calls == [False]
+    sweeper.after_round(0)  # the wave ended: trimmed, after a full collection
+    assert calls == [False, True]
+    sweeper.after_round(0)  # quiet: nothing more
+    assert calls == [False, True]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
 import os
 import threading
@@ -99,7 +100,8 @@ class Sweeper:
     def __init__(self, every_s: float = SWEEP_EVERY_S) -> None:
         self._every_s = every_s
         self._sweeps: list[weakref.WeakMethod[Callable[[], object]]] = []
-        self._freed = 0
+        self._freed = 0  # entries freed since the last trim
+        self._expiring = False  # whether the last round freed any
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="shopper-expiry", daemon=True)
         self._thread.start()
@@ -143,11 +145,17 @@ class Sweeper:
                     freed = 0
                 del method
                 freed_now += freed if isinstance(freed, int) else 0
-            self._freed += freed_now
-            # Trim after many entries went, and once the expiring stops (the last of a wave).
-            if self._freed >= TRIM_AFTER or (self._freed and not freed_now):
-                self._freed = 0
-                trim_memory()
+            self.after_round(freed_now)
+
+    def after_round(self, freed_now: int) -> None:
+        """Trim after many entries went, and once the expiring stops (the end of a wave),
+        then collecting in full too: a wave's end is rare, and worth its few ms."""
+        self._freed += freed_now
+        wave_ended = self._expiring and not freed_now
+        self._expiring = freed_now > 0
+        if self._freed >= TRIM_AFTER or wave_ended:
+            self._freed = 0
+            trim_memory(collect=wave_ended)
 
 
 class ExpiringSet(Generic[K]):
@@ -191,10 +199,18 @@ def _malloc_trim() -> Callable[[int], int] | None:
 _TRIM = _malloc_trim()
 
 
-def trim_memory() -> None:
+def trim_memory(collect: bool = False) -> None:
     """Give glibc's free memory back to the system: after a sweep, the pages of expired
     entries allocated with `malloc` (large lists, dict tables) would otherwise stay in the
-    process's RSS, free but held, until malloc's own thresholds release them."""
+    process's RSS, free but held, until malloc's own thresholds release them.
+
+    With `collect`, a full garbage collection first (a few ms for a process's state). It
+    frees cycles left by the expired entries, and it empties CPython's free lists (tuples,
+    floats, dicts, lists kept for reuse), whose blocks, left from a burst, are spread over
+    the small-object arenas of that burst and keep them from being returned: after 50,000
+    shoppers expire, one collection gave back 55 arenas of 1 MiB."""
+    if collect:
+        gc.collect()
     if _TRIM is not None:
         _TRIM(0)
 

@@ -9,6 +9,8 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import orjson
+
 log = logging.getLogger(__name__)
 
 Snapshot = dict[str, Any]
@@ -19,7 +21,11 @@ STOP_WAIT_S = 5.0
 class History:
     """Snapshots `{"at": epoch_s, name: source(), ...}` of every named source, the last
     `samples` of them kept. Once started, a daemon thread takes one every `interval_s`;
-    `sample()` takes one at once."""
+    `sample()` takes one at once.
+
+    Each snapshot is kept encoded (JSON bytes), one object rather than a tree of small
+    ones: an hour of snapshots taken during a burst would otherwise hold CPython's small-
+    object arenas of that burst, and the memory freed after it would stay in the RSS."""
 
     def __init__(
         self,
@@ -31,7 +37,7 @@ class History:
         self.interval_s = interval_s
         self._sources = dict(sources)
         self._now = now
-        self._ring: deque[Snapshot] = deque(maxlen=samples)
+        self._ring: deque[tuple[float, bytes]] = deque(maxlen=samples)  # (at, snapshot)
         self._lock = threading.Lock()
         self._failing: set[str] = set()
         self._stopping = threading.Event()
@@ -42,17 +48,16 @@ class History:
         snapshot: Snapshot = {"at": self._now()}
         for name, source in self._sources.items():
             snapshot[name] = self._read(name, source)
+        encoded = orjson.dumps(snapshot, option=orjson.OPT_NON_STR_KEYS)
         with self._lock:
-            self._ring.append(snapshot)
+            self._ring.append((snapshot["at"], encoded))
         return snapshot
 
     def series(self, since: float | None = None) -> list[Snapshot]:
         """The kept snapshots, oldest first; with `since`, only those taken after it."""
         with self._lock:
-            snapshots = list(self._ring)
-        if since is None:
-            return snapshots
-        return [s for s in snapshots if s["at"] > since]
+            kept = list(self._ring)
+        return [orjson.loads(encoded) for at, encoded in kept if since is None or at > since]
 
     def start(self) -> None:
         """Sample now and then every `interval_s` on a daemon thread, until `stop()`."""
