@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
+
 from shopper.services.history import History
 from shopper.services.page_log import PageLog
 
@@ -92,3 +94,12 @@ def test_page_log_is_bounded() -> None:
     assert pages.summary()["window_reads"] == 2
     assert pages.summary()["p99_ms"] == 1.0
     assert pages.summary()["reads"] == 3
+
+
+def test_a_snapshot_keeps_values_json_does_not_know_as_numbers_or_text() -> None:
+    marker = object()
+    history = History({"n": lambda: np.float64(1.5), "odd": lambda: marker}, interval_s=60)
+    history.sample()
+    (kept,) = history.series()
+    assert kept["n"] == 1.5
+    assert kept["odd"] == str(marker)

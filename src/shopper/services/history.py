@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 Snapshot = dict[str, Any]
 DEFAULT_SAMPLES = 720  # an hour at the default dashboard_sample_s of 5 s
 STOP_WAIT_S = 5.0
+_ENCODING = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
 class History:
@@ -48,7 +49,9 @@ class History:
         snapshot: Snapshot = {"at": self._now()}
         for name, source in self._sources.items():
             snapshot[name] = self._read(name, source)
-        encoded = orjson.dumps(snapshot, option=orjson.OPT_NON_STR_KEYS)
+        # Whatever a source returns is kept: numpy numbers as numbers, anything else
+        # orjson does not know as its text, never a snapshot lost.
+        encoded = orjson.dumps(snapshot, default=str, option=_ENCODING)
         with self._lock:
             self._ring.append((snapshot["at"], encoded))
         return snapshot
