@@ -42,6 +42,9 @@ def test_the_ring_keeps_the_latest_samples() -> None:
         history.sample()
         clock.at += 1
     assert [s["at"] for s in history.series()] == [1002.0, 1003.0, 1004.0]
+    assert [s["at"] for s in history.series(since=1002.5)] == [1003.0, 1004.0]
+    history.sample()  # the ring turns again
+    assert [s["at"] for s in history.series()] == [1003.0, 1004.0, 1005.0]
 
 
 def test_a_failing_source_is_null_and_the_others_still_read() -> None:

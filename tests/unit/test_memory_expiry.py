@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
+import tracemalloc
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from shopper.adapters import memory_expiry
 from shopper.adapters.memo import StaleMemo
 from shopper.adapters.memory_cache import InMemoryRecommendationCache
 from shopper.adapters.memory_event_log import InMemoryEventLog
-from shopper.adapters.memory_expiry import ExpiringMap, ExpiringSet, Sweeper, sweep
+from shopper.adapters.memory_expiry import ExpiringMap, ExpiringSet, Sweeper, sweep, trim_memory
 from shopper.adapters.memory_processor_state import InMemoryProcessorState
 from shopper.adapters.openfeature_flags import OpenFeatureFlagClient
 from shopper.adapters.system_clock import ManualClock
@@ -200,3 +202,27 @@ def test_the_sweeper_trims_after_many_expiries_and_collects_once_a_wave_ends(
     assert calls == [False, True]
     sweeper.after_round(0)  # quiet: nothing more
     assert calls == [False, True]
+
+
+def _ask_offsets(moment: datetime, times: int) -> None:
+    for _ in range(times):
+        moment.utcoffset()  # C code asks the zone by a C string name
+
+
+def test_trimming_at_a_wave_end_frees_what_cpythons_caches_kept_of_the_wave() -> None:
+    """`datetime` asks a zone for its offset by a C string name: each call makes a name
+    string, and CPython's type attribute cache keeps hundreds of them alive, made at any
+    moment of a burst. The collection at a wave's end must let them go."""
+    moment = datetime.now(UTC)
+    trim_memory(collect=True)
+    asking = [tracemalloc.Filter(True, __file__, lineno=_ask_offsets.__code__.co_firstlineno + 2)]
+    tracemalloc.start()
+    try:
+        _ask_offsets(moment, 200_000)
+        kept = len(tracemalloc.take_snapshot().filter_traces(asking).traces)
+        trim_memory(collect=True)
+        left = len(tracemalloc.take_snapshot().filter_traces(asking).traces)
+    finally:
+        tracemalloc.stop()
+    assert kept >= 20, "nothing was kept: the test shows nothing"
+    assert left == 0

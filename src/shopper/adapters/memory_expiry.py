@@ -21,6 +21,7 @@ import ctypes.util
 import gc
 import logging
 import os
+import sys
 import threading
 import weakref
 from collections import OrderedDict
@@ -208,9 +209,14 @@ def trim_memory(collect: bool = False) -> None:
     frees cycles left by the expired entries, and it empties CPython's free lists (tuples,
     floats, dicts, lists kept for reuse), whose blocks, left from a burst, are spread over
     the small-object arenas of that burst and keep them from being returned: after 50,000
-    shoppers expire, one collection gave back 55 arenas of 1 MiB."""
+    shoppers expire, one collection gave back 55 arenas of 1 MiB. It also empties CPython's
+    cache of type attribute lookups: C code that calls a method by a C string name (the
+    `datetime` module asks every zone for its offset so) makes a new name string for each
+    call, and the cache, which files names by address, keeps up to 4,096 of them alive,
+    made at any moment of the burst and so spread over its arenas."""
     if collect:
         gc.collect()
+        sys._clear_type_cache()
     if _TRIM is not None:
         _TRIM(0)
 

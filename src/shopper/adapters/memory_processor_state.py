@@ -9,6 +9,7 @@ from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from shopper.adapters.memo import StaleMemo
+from shopper.adapters.memory_counters import Counters
 from shopper.adapters.memory_expiry import ExpiringMap, ExpiringSet, Sweeper, sweep
 from shopper.adapters.system_clock import SystemClock
 from shopper.domain.attribution import OutcomeDelta
@@ -51,9 +52,10 @@ class InMemoryProcessorState:
         # collector never walks rather than ~15. A read is a fresh copy either way.
         self._sessions: ExpiringMap[str, bytes] = ExpiringMap(session_ttl_s)
         self._items: dict[str, Item] = {}
-        self._popular: dict[str, dict[str, float]] = {}
-        self._co: dict[str, dict[str, float]] = {}
-        self._volume: dict[str, float] = {}
+        # Counted sums in `Counters`: a hit writes in place, so no burst leaves objects.
+        self._popular: dict[str, Counters] = {}
+        self._co: dict[str, Counters] = {}
+        self._volume = Counters()
         self._unlisted: dict[str, None] = {}  # least recently seen first
         self._unlisted_cap = unlisted_cap
         self._outcomes: ExpiringMap[str, OutcomeDelta] = ExpiringMap(session_ttl_s)
@@ -113,16 +115,16 @@ class InMemoryProcessorState:
             for segment, item, weight, ts in changes.hits:
                 self._hit(segment, item, weight, ts)
             self._note_unlisted(changes)
+            co = self._co
             for a, b, weight in changes.co_occurrences:
-                row_a = self._co.setdefault(a, {})
-                if b not in row_a:
+                row_a = co.get(a) or co.setdefault(a, Counters())
+                if row_a.add(b, weight):
                     # A new neighbour makes a cached row wrong, not just a little stale: a
                     # list written from it would miss the pair until the shopper acts again.
                     self._neighbour_memo.drop(a)
                     self._neighbour_memo.drop(b)
-                row_a[b] = row_a.get(b, 0.0) + weight
-                row_b = self._co.setdefault(b, {})
-                row_b[a] = row_b.get(a, 0.0) + weight
+                row_b = co.get(b) or co.setdefault(b, Counters())
+                row_b.add(a, weight)
             while len(self._unlisted) > self._unlisted_cap:
                 self._forget(next(iter(self._unlisted)))
             # Ids last: if anything above raised, a redelivery applies the batch again.
@@ -146,18 +148,20 @@ class InMemoryProcessorState:
         """An item the catalog does not list, seen least recently: its counts go."""
         del self._unlisted[item]
         for table in self._popular.values():
-            table.pop(item, None)
-        self._volume.pop(item, None)
-        for other in self._co.pop(item, {}):
+            table.pop(item)
+        self._volume.pop(item)
+        for other in self._co.pop(item, ()):
             row = self._co.get(other)
-            if row is not None and row.pop(item, None) is not None:
+            if row is not None and row.pop(item) is not None:
                 self._neighbour_memo.drop(other)
         self._neighbour_memo.drop(item)
 
     def popular(self, segment: str, n: int) -> list[tuple[str, float]]:
         """Top items of a segment (the processor reads it once per micro-batch)."""
         with self._lock:
-            table = self._popular.get(segment, {})
+            table = self._popular.get(segment)
+            if table is None:
+                return []
             return heapq.nlargest(n, table.items(), key=lambda kv: (kv[1], kv[0]))
 
     def neighbours(self, item_id: str, n: int) -> list[tuple[str, float]]:
@@ -181,11 +185,13 @@ class InMemoryProcessorState:
             return self._compute_neighbours(item_id, n)
 
     def _compute_neighbours(self, item_id: str, n: int) -> list[tuple[str, float]]:
-        row = self._co.get(item_id, {})
-        volume = self._volume.get(item_id, 0.0)
+        row = self._co.get(item_id)
+        if row is None:
+            return []
+        volume = self._volume.get(item_id)
         vol = self._volume.get
         # (score, id) tuples: the largest first, ties to the larger id, with no key function
-        scored = [(cosine(c, volume, vol(other, 0.0)), other) for other, c in row.items()]
+        scored = [(cosine(c, volume, vol(other)), other) for other, c in row.items()]
         return [(other, score) for score, other in heapq.nlargest(n, scored)]
 
     def _hit(self, segment: str, item: str, weight: float, ts: float) -> None:
@@ -193,17 +199,14 @@ class InMemoryProcessorState:
             self._landmark = ts
         if ts - self._landmark > _RESCALE_AFTER_HALF_LIVES * self._half_life:
             self._rescale(ts)
-        table = self._popular.setdefault(segment, {})
-        table[item] = table.get(item, 0.0) + forward_weight(
-            weight, ts, self._landmark, self._half_life
-        )
+        table = self._popular.get(segment) or self._popular.setdefault(segment, Counters())
+        table.add(item, forward_weight(weight, ts, self._landmark, self._half_life))
         if segment == "global":
-            self._volume[item] = self._volume.get(item, 0.0) + weight
+            self._volume.add(item, weight)
 
     def _rescale(self, new_landmark: float) -> None:
         assert self._landmark is not None
         factor = forward_weight(1.0, self._landmark, new_landmark, self._half_life)
         for table in self._popular.values():
-            for item in table:
-                table[item] *= factor
+            table.scale(factor)
         self._landmark = new_landmark

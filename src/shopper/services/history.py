@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from array import array
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -25,8 +25,9 @@ class History:
     `sample()` takes one at once.
 
     Each snapshot is kept encoded (JSON bytes), one object rather than a tree of small
-    ones: an hour of snapshots taken during a burst would otherwise hold CPython's small-
-    object arenas of that burst, and the memory freed after it would stay in the RSS."""
+    ones, in slots made once: an hour of snapshots taken during a burst would otherwise
+    hold CPython's small-object arenas of that burst (a tuple and a float each are enough),
+    and the memory freed after it would stay in the RSS."""
 
     def __init__(
         self,
@@ -38,7 +39,11 @@ class History:
         self.interval_s = interval_s
         self._sources = dict(sources)
         self._now = now
-        self._ring: deque[tuple[float, bytes]] = deque(maxlen=samples)  # (at, snapshot)
+        # A ring: snapshot k's time in `_ats[k]`, its encoding in `_encoded[k]`.
+        self._ats = array("d", bytes(8 * samples))
+        self._encoded: list[bytes] = [b""] * samples
+        self._next = 0  # the slot of the next snapshot
+        self._kept = 0
         self._lock = threading.Lock()
         self._failing: set[str] = set()
         self._stopping = threading.Event()
@@ -53,14 +58,20 @@ class History:
         # orjson does not know as its text, never a snapshot lost.
         encoded = orjson.dumps(snapshot, default=str, option=_ENCODING)
         with self._lock:
-            self._ring.append((snapshot["at"], encoded))
+            slot = self._next
+            self._ats[slot] = snapshot["at"]
+            self._encoded[slot] = encoded
+            self._next = (slot + 1) % len(self._encoded)
+            self._kept = min(self._kept + 1, len(self._encoded))
         return snapshot
 
     def series(self, since: float | None = None) -> list[Snapshot]:
         """The kept snapshots, oldest first; with `since`, only those taken after it."""
         with self._lock:
-            kept = list(self._ring)
-        return [orjson.loads(encoded) for at, encoded in kept if since is None or at > since]
+            size = len(self._encoded)
+            slots = [(self._next - self._kept + k) % size for k in range(self._kept)]
+            kept = [self._encoded[k] for k in slots if since is None or self._ats[k] > since]
+        return [orjson.loads(encoded) for encoded in kept]
 
     def start(self) -> None:
         """Sample now and then every `interval_s` on a daemon thread, until `stop()`."""
