@@ -8,7 +8,9 @@ within 20% of the start. The figures are printed (`pytest -s` shows them).
 The server runs with `PYTHONMALLOC=malloc`, as docs/memory.md recommends for a long-lived
 embedded process: CPython's own small-object allocator keeps a 1 MiB arena while a single
 object in it lives, so after a burst the freed memory is reused but not returned (its RSS
-stays near the peak); glibc's, trimmed after each large sweep, gives it back.
+stays near the peak); glibc's, trimmed after each large sweep, gives it back. To measure
+the default allocator instead: `BOUNDED_MEMORY_ALLOCATOR=pymalloc` (docs/memory.md has its
+figures).
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
     port = free_port()
     env = {
         **os.environ,
-        "PYTHONMALLOC": "malloc",
+        "PYTHONMALLOC": os.environ.get("BOUNDED_MEMORY_ALLOCATOR", "malloc"),
         "OPENBLAS_NUM_THREADS": "1",
         "SHOPPER_DATA_DIR": str(tmp_path),
         "SHOPPER_ADMIN_TOKEN": ADMIN,
