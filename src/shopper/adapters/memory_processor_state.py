@@ -115,16 +115,13 @@ class InMemoryProcessorState:
             for segment, item, weight, ts in changes.hits:
                 self._hit(segment, item, weight, ts)
             self._note_unlisted(changes)
-            co = self._co
             for a, b, weight in changes.co_occurrences:
-                row_a = co.get(a) or co.setdefault(a, Counters())
-                if row_a.add(b, weight):
+                if _counters(self._co, a).add(b, weight):
                     # A new neighbour makes a cached row wrong, not just a little stale: a
                     # list written from it would miss the pair until the shopper acts again.
                     self._neighbour_memo.drop(a)
                     self._neighbour_memo.drop(b)
-                row_b = co.get(b) or co.setdefault(b, Counters())
-                row_b.add(a, weight)
+                _counters(self._co, b).add(a, weight)
             while len(self._unlisted) > self._unlisted_cap:
                 self._forget(next(iter(self._unlisted)))
             # Ids last: if anything above raised, a redelivery applies the batch again.
@@ -199,8 +196,8 @@ class InMemoryProcessorState:
             self._landmark = ts
         if ts - self._landmark > _RESCALE_AFTER_HALF_LIVES * self._half_life:
             self._rescale(ts)
-        table = self._popular.get(segment) or self._popular.setdefault(segment, Counters())
-        table.add(item, forward_weight(weight, ts, self._landmark, self._half_life))
+        weighted = forward_weight(weight, ts, self._landmark, self._half_life)
+        _counters(self._popular, segment).add(item, weighted)
         if segment == "global":
             self._volume.add(item, weight)
 
@@ -210,3 +207,11 @@ class InMemoryProcessorState:
         for table in self._popular.values():
             table.scale(factor)
         self._landmark = new_landmark
+
+
+def _counters(tables: dict[str, Counters], key: str) -> Counters:
+    """`tables[key]`, made empty on first use."""
+    table = tables.get(key)
+    if table is None:
+        table = tables[key] = Counters()
+    return table
