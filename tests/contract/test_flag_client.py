@@ -21,11 +21,11 @@ import pytest
 from openfeature import api
 from scipy.stats import binom
 
+from shopper.adapter_wiring import flag_client
 from shopper.adapters.flagd_daemon import FlagdDaemonSource
 from shopper.adapters.flagd_format import write_flag_file
 from shopper.adapters.memory_flags import InMemoryFlagClient
 from shopper.adapters.openfeature_flags import POLL_MS, OpenFeatureFlagClient
-from shopper.bootstrap import flag_client
 from shopper.config import load_config
 from shopper.domain.experiment import (
     BASELINE,

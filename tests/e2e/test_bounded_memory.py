@@ -7,10 +7,10 @@ within 20% of the start. The figures are printed (`pytest -s` shows them).
 
 The server runs with `PYTHONMALLOC=malloc`, as docs/memory.md recommends for a long-lived
 embedded process: CPython's own small-object allocator keeps a 1 MiB arena while a single
-object in it lives, so after a burst the freed memory is reused but not returned (its RSS
-stays near the peak); glibc's, trimmed after each large sweep, gives it back. To measure
-the default allocator instead: `BOUNDED_MEMORY_ALLOCATOR=pymalloc` (docs/memory.md has its
-figures).
+object in it lives, so after a burst a few objects born in it keep part of the freed memory
+from the system (about 20% above the start, at the bound); glibc's, trimmed after each large
+sweep, gives nearly all of it back. To measure the default allocator instead:
+`BOUNDED_MEMORY_ALLOCATOR=pymalloc` (docs/memory.md has its figures).
 """
 
 from __future__ import annotations
