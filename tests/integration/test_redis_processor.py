@@ -12,7 +12,7 @@ import httpx
 import pytest
 import redis
 
-from shopper.adapters.redis_cache import decode_list
+from shopper.adapters.list_format import decode_list
 from shopper.bootstrap import System, build_system
 from shopper.config import load_config
 from shopper.domain.recommendation import Source

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shopper.adapters.redis_cache import decode_list
+from shopper.adapters.list_format import decode_list
 from shopper.domain.recommendation import RecommendationList
 
 

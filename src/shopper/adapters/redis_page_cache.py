@@ -38,13 +38,13 @@ import redis
 import redis.asyncio as aioredis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from shopper.adapters.list_format import decode_list
 from shopper.adapters.redis_cache import (
     _READ_PAGE_LUA,
     _SOLD_OUT_CHUNK,
     REDIS_CONNECT_TIMEOUT_S,
     REDIS_TIMEOUT_S,
     CacheKeys,
-    decode_list,
     page_from_reply,
 )
 from shopper.adapters.redis_near_cache import ConnectWaitTimeout, Lane, NearCache, Script
