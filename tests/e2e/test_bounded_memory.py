@@ -8,7 +8,7 @@ within 20% of the start. The figures are printed (`pytest -s` shows them).
 The server runs with `PYTHONMALLOC=malloc`, as docs/memory.md recommends for a long-lived
 embedded process: CPython's own small-object allocator keeps a 1 MiB arena while a single
 object in it lives, so after a burst a few objects born in it keep part of the freed memory
-from the system (16% to 27% above the start between runs, around the bound: which arenas
+from the system (18% to 22% above the start over seven runs, around the bound: which arenas
 they keep is chance); glibc's, trimmed after each large
 sweep, gives nearly all of it back. To measure the default allocator instead:
 `BOUNDED_MEMORY_ALLOCATOR=pymalloc` (docs/memory.md has its figures).
