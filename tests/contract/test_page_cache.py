@@ -123,6 +123,46 @@ def test_an_item_that_sells_out_is_hidden_within_milliseconds(
     assert asyncio.run(main()) < 0.5
 
 
+def test_waiting_for_the_near_cache_reads_the_change_counter_once(
+    redis_url: str, writer: RedisRecommendationCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stock change's 202 waits for the near cache: woken by the follower's pass that
+    applies the change, not by asking Redis again and again."""
+
+    async def main() -> None:
+        pages = RedisPageCache(redis_url, PREFIX)
+        await pages.wait_current()
+        counted = Counted(pages, monkeypatch)
+        follow = pages._changes_after
+
+        async def slow_follower(*args: Any) -> Any:
+            await asyncio.sleep(0.05)  # each pass 50 ms late: the waits below must wait
+            return await follow(*args)
+
+        monkeypatch.setattr(pages, "_changes_after", slow_follower)
+        for item in ["a", "b", "c"]:
+            writer.set_stock(gone(item))  # in Redis, not yet in the near cache
+            await asyncio.gather(*(pages.wait_current() for _ in range(3)))
+            assert item in pages.near.sold_out
+        # One GET of the counter per wait, nothing else on the page's connections.
+        assert [c[:2] for c in counted.commands] == [("GET", f"{PREFIX}changes_seq")] * 9
+        await pages.close()
+
+    asyncio.run(main())
+
+
+def test_a_wait_for_a_near_cache_that_is_not_followed_times_out(redis_url: str) -> None:
+    async def main() -> None:
+        pages = RedisPageCache(redis_url, PREFIX, follow=False)
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match=r"did not catch up in 0\.2 s"):
+            await pages.wait_current(0.2)
+        assert time.monotonic() - started >= 0.2
+        await pages.close()
+
+    asyncio.run(main())
+
+
 def test_a_follower_that_stops_hands_the_stock_check_back_to_redis(
     redis_url: str,
     writer: RedisRecommendationCache,

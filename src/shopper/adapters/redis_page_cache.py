@@ -28,6 +28,7 @@ before the restart is not shown again; lists missing from it are answered from t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -91,6 +92,7 @@ class RedisPageCache:
         self._lane = Lane(aioredis.ConnectionPool())  # replaced when bound to a loop
         self._script: Any = None
         self._follower: asyncio.Task[None] | None = None
+        self._passed: asyncio.Future[None] | None = None  # `wait_current`'s wake-up
         self._stopping = False
         self._errors = ThrottledLog(log)
         # Pages answered from the near cache's copy until the follower has reloaded.
@@ -203,19 +205,34 @@ class RedisPageCache:
         return None, self._page_from_copy([]).sold_out
 
     async def wait_current(self, timeout_s: float = 5.0) -> None:
-        """Until the near cache holds every change Redis has (a stock change's 202, tests and
-        tools: pages never wait); TimeoutError past `timeout_s`."""
+        """Until the near cache holds every change Redis had when called (a stock change's
+        202, tests and tools: pages never wait); TimeoutError past `timeout_s`. One read
+        of the change counter, then a wait for the follower's next passes: each wakes the
+        waiters as it applies what it read."""
         self._bound()
         deadline = time.monotonic() + timeout_s
+        seq = int(await self._lane.command("GET", self._keys.changes_seq) or 0)
         while True:
-            seq = int(await self._lane.command("GET", self._keys.changes_seq) or 0)
             near = self.near
             caught_up = near.seq is not None and near.seq >= seq
             if caught_up and near.current(time.monotonic(), self._max_age_s):
                 return
-            if time.monotonic() > deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise TimeoutError(f"the near cache did not catch up in {timeout_s} s")
-            await asyncio.sleep(0.002)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._next_pass()), left)
+
+    def _next_pass(self) -> asyncio.Future[None]:
+        """Done when the follower next finishes a pass (shared by every waiter)."""
+        if self._passed is None or self._passed.done():
+            self._passed = asyncio.get_running_loop().create_future()
+        return self._passed
+
+    def _wake_waiters(self) -> None:
+        passed, self._passed = self._passed, None
+        if passed is not None and not passed.done():
+            passed.set_result(None)
 
     async def close(self) -> None:
         if self._probe is not None:
@@ -301,6 +318,7 @@ class RedisPageCache:
             )
             self._script = Script(_READ_PAGE_LUA, self._lane)
             self.near = NearCache()
+            self._passed = None  # a waiter's future belongs to its loop
             if self._follow_changes:
                 self._follower = loop.create_task(self._follow(self._client))
         return self._client
@@ -371,6 +389,7 @@ class RedisPageCache:
                         self.timeouts_in_a_row = 0
                         self.degraded = False
                         self._errors.recovered("Redis is back: pages read it again")
+                    self._wake_waiters()
                 backoff = 0.1
             except asyncio.CancelledError:
                 raise
