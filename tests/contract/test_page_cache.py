@@ -133,13 +133,13 @@ def test_waiting_for_the_near_cache_reads_the_change_counter_once(
         pages = RedisPageCache(redis_url, PREFIX)
         await pages.wait_current()
         counted = Counted(pages, monkeypatch)
-        follow = pages._changes_after
+        follow = pages._changes.changes_after
 
         async def slow_follower(*args: Any) -> Any:
             await asyncio.sleep(0.05)  # each pass 50 ms late: the waits below must wait
             return await follow(*args)
 
-        monkeypatch.setattr(pages, "_changes_after", slow_follower)
+        monkeypatch.setattr(pages._changes, "changes_after", slow_follower)
         for item in ["a", "b", "c"]:
             writer.set_stock(gone(item))  # in Redis, not yet in the near cache
             await asyncio.gather(*(pages.wait_current() for _ in range(3)))

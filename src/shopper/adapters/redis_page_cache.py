@@ -1,12 +1,12 @@
 """The page path's read of the Redis cache: one async round trip per page.
 
 What every page needs besides the shopper's own list, the live sold-out set and the popular
-lists, is kept in a near cache in the API process. A task on the API's event loop follows
-the change stream (`<prefix>changes`, written in the same Lua calls that change the
-sold-out set or a popular list, each entry numbered) with a blocking XREAD, so an item that
-sells out is hidden by every API process a few milliseconds after Redis knows it. A page
-read is then one MGET of the shopper's list and its fresh marker, awaited without holding
-the event loop.
+lists, is kept in a near cache in the API process. A task on the API's event loop
+(`redis_change_follower`) follows the change stream (`<prefix>changes`, written in the same
+Lua calls that change the sold-out set or a popular list, each entry numbered) with a
+blocking XREAD, so an item that sells out is hidden by every API process a few
+milliseconds after Redis knows it. A page read is then one MGET of the shopper's list and
+its fresh marker, awaited without holding the event loop.
 
 The near cache is trusted only while its follower is current: its last read of the stream
 returned less than `max_age_s` ago, and no entry was missed (the numbers run without a
@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Container, Sequence
 from typing import Any
 
@@ -48,6 +47,7 @@ from shopper.adapters.redis_cache import (
     CacheKeys,
     page_from_reply,
 )
+from shopper.adapters.redis_change_follower import FOLLOW_BLOCK_MS, ChangeFollower
 from shopper.adapters.redis_near_cache import ConnectWaitTimeout, Lane, NearCache, Script
 from shopper.domain.recommendation import PageRead, RecommendationList
 from shopper.errors import ShopperError
@@ -56,8 +56,6 @@ from shopper.throttled_log import ThrottledLog
 
 log = logging.getLogger(__name__)
 
-FOLLOW_BLOCK_MS = 100  # the follower's XREAD wakes at least this often when nothing changes
-FOLLOW_COUNT = 1000  # stream entries per XREAD
 PAGE_TIMEOUT_S = 0.025  # a page read's wait for Redis before it answers from the copy
 TIMEOUTS_TO_DEGRADE = 5  # page reads timed out in a row that put every page on the copy
 FALLBACK_MAX_AGE_S = 300.0  # the oldest copy pages are answered from while Redis is down
@@ -81,7 +79,6 @@ class RedisPageCache:
     ) -> None:
         self._url = url
         self._keys = CacheKeys(prefix)
-        self._epoch_key = f"{prefix}epoch"
         self._max_age_s = max_age_s
         self._follow_changes = follow
         self._page_timeout_s = page_timeout_s
@@ -92,8 +89,9 @@ class RedisPageCache:
         self._lane = Lane(aioredis.ConnectionPool())  # replaced when bound to a loop
         self._script: Any = None
         self._follower: asyncio.Task[None] | None = None
-        self._passed: asyncio.Future[None] | None = None  # `wait_current`'s wake-up
-        self._stopping = False
+        self._changes = ChangeFollower(
+            self._keys, f"{prefix}epoch", self._follower_current, self._follower_failed
+        )
         self._errors = ThrottledLog(log)
         # Pages answered from the near cache's copy until the follower has reloaded.
         self.degraded = False
@@ -101,8 +99,6 @@ class RedisPageCache:
         self.timeouts = 0  # page reads that timed out
         self.timeouts_in_a_row = 0
         self._connections_lost = False
-        self.restored = 0  # times an empty Redis got the last known sold-out set back
-        self._epoch: bytes | None = None  # the Redis "life" the near cache was loaded from
         self._probe: redis.Redis | None = None  # readiness's own synchronous client
 
     async def read_page(
@@ -221,18 +217,7 @@ class RedisPageCache:
             if left <= 0:
                 raise TimeoutError(f"the near cache did not catch up in {timeout_s} s")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._next_pass()), left)
-
-    def _next_pass(self) -> asyncio.Future[None]:
-        """Done when the follower next finishes a pass (shared by every waiter)."""
-        if self._passed is None or self._passed.done():
-            self._passed = asyncio.get_running_loop().create_future()
-        return self._passed
-
-    def _wake_waiters(self) -> None:
-        passed, self._passed = self._passed, None
-        if passed is not None and not passed.done():
-            passed.set_result(None)
+                await asyncio.wait_for(asyncio.shield(self._changes.next_pass()), left)
 
     async def close(self) -> None:
         if self._probe is not None:
@@ -246,12 +231,12 @@ class RedisPageCache:
         if self._follower is not None:
             # Asked to stop rather than cancelled: a cancel landing inside the client's
             # blocking read can be lost, and the follower stops within one read anyway.
-            self._stopping = True
+            self._changes.stopping = True
             done, _ = await asyncio.wait({self._follower}, timeout=FOLLOW_BLOCK_MS / 1000 + 2)
             if not done:
                 self._follower.cancel()
             self._follower = None
-            self._stopping = False
+            self._changes.stopping = False
         await self._lane.close()
         if self._client is not None:
             await self._client.aclose()
@@ -288,7 +273,7 @@ class RedisPageCache:
             "degraded": self.degraded,
             "pages_from_copy": self.from_copy,
             "page_read_timeouts": self.timeouts,
-            "sold_out_restored": self.restored,
+            "sold_out_restored": self._changes.restored,
         }
 
     # -- the connection, bound to the running event loop ---------------------------------
@@ -318,9 +303,8 @@ class RedisPageCache:
             )
             self._script = Script(_READ_PAGE_LUA, self._lane)
             self.near = NearCache()
-            self._passed = None  # a waiter's future belongs to its loop
             if self._follow_changes:
-                self._follower = loop.create_task(self._follow(self._client))
+                self._follower = loop.create_task(self._changes.run(self._client, self.near))
         return self._client
 
     async def _read_in_redis(
@@ -338,110 +322,27 @@ class RedisPageCache:
         reply: list[Any] = await self._script(names, args)
         return page_from_reply(reply, segments, context_item)
 
-    # -- the follower --------------------------------------------------------------------
+    # -- what the follower tells the page path -------------------------------------------
 
-    async def _follow(self, client: aioredis.Redis) -> None:
-        """Keep the near cache current until cancelled; on an error, back off and reload.
-        The blocking read has a connection of its own, closed at once when cancelled."""
-        lane = Lane(client.connection_pool)
-        try:
-            await self._follow_on(lane, self.near)
-        finally:
-            await lane.close()
+    async def _follower_current(self) -> None:
+        """The near cache is current: pages on the copy go back to Redis."""
+        if not self.degraded:
+            return
+        if self._connections_lost:
+            # The page's idle connections may be to the Redis that went away.
+            await self._lane.close()
+            self._connections_lost = False
+        self.timeouts_in_a_row = 0
+        self.degraded = False
+        self._errors.recovered("Redis is back: pages read it again")
 
-    async def _changes_after(
-        self, lane: Lane, last_id: bytes
-    ) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        """The stream's entries after `last_id`, waiting up to FOLLOW_BLOCK_MS for one."""
-        reply = await lane.command(
-            "XREAD",
-            "COUNT",
-            FOLLOW_COUNT,
-            "BLOCK",
-            FOLLOW_BLOCK_MS,
-            "STREAMS",
-            self._keys.changes,
-            last_id,
-        )
-        if not reply:
-            return []
-        return [(entry_id, dict(zip(f[::2], f[1::2], strict=True))) for entry_id, f in reply[0][1]]
+    def _follower_failed(self) -> None:
+        """The follower lost Redis: pages go to the copy until it has reloaded."""
+        self.degraded = True
+        self._connections_lost = True
+        self._errors.failure("following the cache's change stream failed", traceback=False)
 
-    async def _follow_on(self, lane: Lane, near: NearCache) -> None:
-        backoff = 0.1
-        while not self._stopping:
-            try:
-                if near.seq is None:
-                    issued = time.monotonic()
-                    await self._load(lane, near)
-                    near.synced_at = issued  # the snapshot is current as of then
-                issued = time.monotonic()
-                near.apply(await self._changes_after(lane, near.last_id))
-                if near.seq is not None:
-                    near.synced_at = issued
-                    if near.stale:
-                        await self._refresh_copy(lane, near)
-                    if self.degraded:
-                        if self._connections_lost:
-                            # The page's idle connections may be to the Redis that went away.
-                            await self._lane.close()
-                            self._connections_lost = False
-                        self.timeouts_in_a_row = 0
-                        self.degraded = False
-                        self._errors.recovered("Redis is back: pages read it again")
-                    self._wake_waiters()
-                backoff = 0.1
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                if self._stopping:
-                    return
-                near.seq = None
-                self.degraded = True
-                self._connections_lost = True
-                self._errors.failure("following the cache's change stream failed", traceback=False)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-
-    async def _refresh_copy(self, lane: Lane, near: NearCache) -> None:
-        """Fetch the popular lists that changed, for the copy pages fall back on."""
-        segments = sorted(near.stale)
-        near.stale.clear()
-        blobs = await lane.command("MGET", *[self._keys.popular(s) for s in segments])
-        for segment, blob in zip(segments, blobs, strict=True):
-            near.keep(segment, decode_list(blob) if blob is not None else None)
-
-    async def _load(self, lane: Lane, near: NearCache) -> None:
-        """The sold-out set and the stream's position, read atomically (MULTI). A Redis
-        without the epoch key is a new one (or one restarted empty): it gets the last
-        sold-out set known here written back before pages read it."""
-        keys = self._keys
-        await lane.command("MULTI")
-        await lane.command("GET", keys.changes_seq)
-        await lane.command("XREVRANGE", keys.changes, "+", "-", "COUNT", 1)
-        await lane.command("SMEMBERS", keys.sold_out)
-        await lane.command("GET", self._epoch_key)
-        seq, last, members, epoch = await lane.command("EXEC")
-        sold_out = {m.decode() for m in members}
-        if epoch is None:
-            epoch, written_back = await self._restore(lane, near.sold_out)
-            sold_out |= written_back
-        self._epoch = epoch
-        last_id = last[0][0] if last else b"0-0"
-        near.load(int(seq or 0), last_id, sold_out)
-
-    async def _restore(self, lane: Lane, known: set[str]) -> tuple[bytes, set[str]]:
-        """Mark this Redis with an epoch; if it lost the sold-out set this process knew
-        (`known`: it was loaded from Redis before, which came back empty), write that set
-        back first, in the same transaction. Returns the epoch and the items written."""
-        lost = set(known) if self._epoch is not None else set()
-        await lane.command("MULTI")
-        if lost:
-            await lane.command("SADD", self._keys.sold_out, *lost)
-        await lane.command("SET", self._epoch_key, uuid.uuid4().hex, "NX")
-        await lane.command("GET", self._epoch_key)
-        *_, epoch = await lane.command("EXEC")
-        if lost:
-            self.restored += 1
-            log.warning("Redis came back without its data: %d sold-out items put back", len(lost))
-        return bytes(epoch), lost
+    @property
+    def restored(self) -> int:
+        """Times an empty Redis got the last known sold-out set back."""
+        return self._changes.restored
