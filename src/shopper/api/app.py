@@ -6,38 +6,27 @@ time, and the `k` bound refers to a local of `create_app`.
 
 import contextlib
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from fastapi.responses import JSONResponse, Response
-from pydantic import TypeAdapter
+from fastapi import APIRouter, Depends, FastAPI, Query
+from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shopper import __version__
-from shopper.api.auth import Guard, KeyKind, audit_write, ingest_forbidden
-from shopper.api.body import JsonBody, add_body_limit, off_loop_if_large, read_json
+from shopper.api.auth import Guard
+from shopper.api.body import add_body_limit
 from shopper.api.dashboard import PageTimer, add_dashboard
 from shopper.api.docs import add_offline_docs
 from shopper.api.openapi_doc import document_refusals
 from shopper.api.page_route import Page, PageRoute
-from shopper.api.readiness import Check, readiness_router, write_unavailable
-from shopper.api.schemas import (
-    ErrorOut,
-    HealthOut,
-    IngestOut,
-    RecommendationsOut,
-    RejectedEventOut,
-    recommendations_body,
-)
-from shopper.codec import EVENT, ItemIn
-from shopper.domain.event import CATALOG_TYPES
+from shopper.api.readiness import Check, readiness_router
+from shopper.api.schemas import ErrorOut, HealthOut, RecommendationsOut, recommendations_body
+from shopper.api.write_routes import add_body_models, write_router
 from shopper.keys import ApiKeys, new_key
 from shopper.services.history import History
-from shopper.services.ingest import BatchTooLarge, EventIngest, IngestResult
+from shopper.services.ingest import EventIngest
 from shopper.services.metrics import Metrics
 from shopper.services.page_log import PageLog
 from shopper.services.serving import PageRequest, RecommendationReader
@@ -62,8 +51,6 @@ def create_app(
     """The API: FastAPI (`.app`) behind the page route's fast path. `keys`: the API keys
     it takes (api/auth.py); None: random ones, so no write is open by accident."""
     guard = Guard(keys or ApiKeys(new_key(), new_key()))
-    any_writer = Depends(guard.dependency(guard.writer))
-    admin_only = Depends(guard.dependency(guard.admin))
     readers = [Depends(guard.dependency(guard.reader))]
 
     @contextlib.asynccontextmanager
@@ -81,63 +68,7 @@ def create_app(
     )
     health_info = health or {"stream": "memory", "cache": "memory"}
 
-    @app.post(
-        "/v1/events",
-        status_code=202,
-        response_model=IngestOut,
-        responses={
-            400: {"model": ErrorOut, "description": "Body is not JSON"},
-            413: {"model": ErrorOut, "description": "Batch or body over the limit"},
-            422: {"model": IngestOut, "description": "Some events rejected; the rest accepted"},
-            429: {"description": SPOOL_FULL_DOC},
-        },
-        openapi_extra=_body_schema("EventIn", "One event, or a list of events", ingest.max_batch),
-    )
-    async def post_events(request: Request, kind: KeyKind = any_writer) -> Any:
-        """Accept one event or a batch. Each bad event is listed with its reasons;
-        the good events beside it are accepted all the same. Behaviour events need the
-        ingest key, catalog events (`item_upsert`, `stock_change`, `price_change`) the
-        admin token."""
-        body = await read_json(request)
-        if isinstance(body, JSONResponse):
-            return body
-        events = body.value if isinstance(body.value, list) else [body.value]
-        if kind is KeyKind.INGEST and (refused := ingest_forbidden(events)) is not None:
-            return refused
-        return await accept(body, events, request, kind)
-
-    @app.put(
-        "/v1/catalog/items",
-        status_code=202,
-        response_model=IngestOut,
-        responses={
-            400: {"model": ErrorOut},
-            413: {"model": ErrorOut},
-            422: {"model": IngestOut},
-            429: {"description": SPOOL_FULL_DOC},
-        },
-        openapi_extra=_body_schema("ItemIn", "Items to insert or update", ingest.max_batch),
-    )
-    async def put_items(request: Request, kind: KeyKind = admin_only) -> Any:
-        """Bulk upsert catalog items (each becomes an `item_upsert` event). Needs the
-        admin token."""
-        body = await read_json(request)
-        if isinstance(body, JSONResponse):
-            return body
-        items = body.value if isinstance(body.value, list) else [body.value]
-        now = ingest.clock.now()
-        events = [_upsert_event(item, now) for item in items]
-        return await accept(body, events, request, kind)
-
-    async def accept(body: JsonBody, events: list[Any], request: Request, kind: KeyKind) -> Any:
-        """Ingest a batch. One that changes the catalog is answered once this process's pages
-        show its stock changes (at most STOCK_SHOWN_WAIT_S): a shop that marks an item sold
-        out and then reads a page through the same API never sees it there."""
-        response = await off_loop_if_large(body, _ingest_response, ingest, events, request, kind)
-        if response.status_code in (202, 422) and _changes_catalog(events):
-            await reader.shows_changes(STOCK_SHOWN_WAIT_S)
-        return response
-
+    app.include_router(write_router(ingest, reader, guard))
     page = Page(reader.recommend_async, ingest.record_impression if impressions else None)
 
     @app.get("/v1/recommendations", response_model=RecommendationsOut, dependencies=readers)
@@ -207,7 +138,7 @@ def create_app(
 
     app.include_router(_ops_router(health_info, stats, metrics))
     app.include_router(readiness_router(readiness or {}))
-    _add_body_models(app, {"EventIn": EVENT, "ItemIn": TypeAdapter(ItemIn)})
+    add_body_models(app)
     document_refusals(app, readers[0].dependency if guard.read_headers is None else None)
     add_offline_docs(app)
     if history is not None:
@@ -305,101 +236,3 @@ METRICS_DOC = (
     "list freshness, lists written by tier, events applied by type, dead letters, "
     "duplicates, impressions, processor lag, spool state and the experiment per variant."
 )
-
-SPOOL_FULL_DOC = (
-    "The local spool of events waiting for the stream's broker is full (the broker is down "
-    "or slow). `detail` says why; the events counted in `accepted` were taken, the ids in "
-    "`not_accepted` were not: send those again after `Retry-After` seconds. Invalid events "
-    "are listed in `rejected` as with 422."
-)
-
-
-# How long a catalog write's answer waits for this process's pages to show its stock changes
-# (the near cache follows Redis's change stream, usually within milliseconds).
-STOCK_SHOWN_WAIT_S = 0.25
-
-
-def _ingest_response(
-    ingest: EventIngest, events: list[Any], request: Request, kind: KeyKind
-) -> Any:
-    response, accepted = _ingested(ingest, events)
-    if kind is KeyKind.ADMIN:
-        audit_write(request, kind, events, response.status_code, accepted)
-    return response
-
-
-def _ingested(ingest: EventIngest, events: list[Any]) -> tuple[JSONResponse, int]:
-    """The response to a batch, and how many of its events were accepted."""
-    try:
-        result: IngestResult = ingest.ingest(events)
-    except BatchTooLarge as exc:
-        return JSONResponse({"detail": str(exc)}, status_code=413), 0
-    except Exception as exc:  # a dependency down mid-write, say the live stock set (Redis)
-        return write_unavailable(exc), 0
-    out = IngestOut(
-        accepted=result.accepted,
-        rejected=[
-            RejectedEventOut(index=r.index, event_id=r.event_id, reasons=r.reasons)
-            for r in result.rejected
-        ],
-    )
-    if result.spool_full:
-        body = {**out.model_dump(), "detail": result.spool_full}
-        body["not_accepted"] = result.not_accepted
-        response = JSONResponse(body, status_code=429, headers={"Retry-After": "1"})
-    else:
-        response = JSONResponse(out.model_dump(), status_code=422 if result.rejected else 202)
-    return response, result.accepted
-
-
-def _changes_catalog(events: list[Any]) -> bool:
-    return any(
-        isinstance(e, dict) and isinstance(kind := e.get("type"), str) and kind in CATALOG_TYPES
-        for e in events
-    )
-
-
-def _upsert_event(item: Any, now: float) -> Any:
-    if not isinstance(item, dict):
-        return item  # rejected by validation with a clear reason
-    # Unique per request: the processor drops repeated event ids, and a later upsert of the
-    # same item must not be mistaken for a redelivery of the first. Upserts are idempotent.
-    # The event happens now: the catalog changed when the shop said so. The id leaves the
-    # item's id out (the event carries the item): it fits whatever the item id's length.
-    event_id = f"upsert:{uuid.uuid4().hex}"
-    return {
-        "event_id": event_id,
-        "type": "item_upsert",
-        "ts": datetime.fromtimestamp(now, UTC).isoformat(),
-        "item": item,
-    }
-
-
-def _body_schema(name: str, description: str, max_batch: int) -> dict[str, Any]:
-    ref = {"$ref": f"#/components/schemas/{name}"}
-    batch = {"type": "array", "items": ref, "maxItems": max_batch}
-    return {
-        "requestBody": {
-            "required": True,
-            "description": description,
-            "content": {"application/json": {"schema": {"oneOf": [ref, batch]}}},
-        }
-    }
-
-
-def _add_body_models(app: FastAPI, models: dict[str, TypeAdapter[Any]]) -> None:
-    """Request bodies are parsed by hand (to answer per event), so their schemas are
-    added to the OpenAPI document here."""
-    original = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            doc = original()
-            schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-            for name, model in models.items():
-                schema = model.json_schema(ref_template="#/components/schemas/{model}")
-                schemas.update(schema.pop("$defs", {}))
-                schemas[name] = schema
-        return app.openapi_schema or original()
-
-    app.openapi = openapi  # type: ignore[method-assign]
