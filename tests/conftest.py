@@ -1,5 +1,6 @@
 """Shared pytest setup. Service fixtures (Kafka broker, Redis) live in tests/fixtures/."""
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +12,22 @@ pytest_plugins = [
     "tests.fixtures.kafka",
     "tests.fixtures.flagd_sync",
 ]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test reads the checkout's data folder (`.shopper`, where `make demo` and `make
+    serve` keep their keys, trained models and flags) or a developer's `SHOPPER_` settings:
+    what a test does not set itself comes from the defaults, with a data folder of the
+    session's own (a model the demo promoted there made pages `popular` rather than
+    `personalized`). Servers the tests start inherit it."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [n for n in os.environ if n.startswith("SHOPPER_")]:
+            patch.delenv(name)
+        data_dir = tmp_path_factory.mktemp("shopper-data")
+        patch.setattr("shopper.config.DATA_DIR", data_dir)  # configs the tests make
+        patch.setenv("SHOPPER_DATA_DIR", str(data_dir))  # servers they start
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,11 @@ SECRET_FIELDS = ("admin_token", "ingest_key", "read_key")
 MIN_KEY_LENGTH = 16
 
 
+# The data folder when none is set: under the folder shopper runs in (keys, models, flags,
+# the spool). Read when a Config is made, so the tests point it at a folder of their own.
+DATA_DIR = Path(".shopper")
+
+
 class Config(BaseModel):
     """Everything shopper can be told. `memory://` URLs select the embedded adapters."""
 
@@ -34,7 +39,7 @@ class Config(BaseModel):
 
     stream_url: str = "memory://"
     cache_url: str = "memory://"
-    data_dir: Path = Path(".shopper")
+    data_dir: Path = Field(default_factory=lambda: DATA_DIR)
     topic_prefix: str = "shopper."
     partitions: int = Field(4, ge=1)
     memory_stream_retention_s: float = Field(
