@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from rich.console import Console
@@ -19,13 +19,13 @@ def render_report(report: dict[str, Any]) -> None:
     console = Console()
     table = Table(title=f"shopper demo: {report['traffic']}", show_lines=False)
     table.add_column("measure")
-    table.add_column("value", justify="right")
+    table.add_column("value", justify="right", overflow="fold")  # ids in full
     table.add_column("target")
     for key, value in report.items():
         if key == "experiment":
             continue  # a table of its own, below
         if isinstance(value, dict):
-            value = ", ".join(f"{k}={v}" for k, v in value.items())
+            value = "\n".join(f"{k}={v}" for k, v in _flattened(value))
         target, mark = "", ""
         if key in TARGETS:
             target, ok = TARGETS[key]
@@ -34,6 +34,15 @@ def render_report(report: dict[str, Any]) -> None:
     console.print(table)
     if "experiment" in report:
         console.print(experiment_table(report["experiment"]))
+
+
+def _flattened(value: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """A nested dict's leaves, one per line of the table: `model.ranker.skipped=...`."""
+    for key, item in value.items():
+        if isinstance(item, dict) and item:
+            yield from _flattened(item, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", item
 
 
 def experiment_table(variants: dict[str, Any]) -> Table:
