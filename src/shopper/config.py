@@ -28,7 +28,7 @@ MIN_KEY_LENGTH = 16
 
 
 # The data folder when none is set: under the folder shopper runs in (keys, models, flags,
-# the spool). Read when a Config is made, so the tests point it at a folder of their own.
+# the spool). Read when a Config is made, so tests and benchmarks point it at their own.
 DATA_DIR = Path(".shopper")
 
 
