@@ -7,10 +7,9 @@ time, and the `k` bound refers to a local of `create_app`.
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Annotated, Any
+from typing import Any
 
-import orjson
-from fastapi import APIRouter, Depends, FastAPI, Query
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -21,15 +20,16 @@ from shopper.api.dashboard import PageTimer, add_dashboard
 from shopper.api.docs import add_offline_docs
 from shopper.api.openapi_doc import document_refusals
 from shopper.api.page_route import Page, PageRoute
+from shopper.api.read_routes import read_router
 from shopper.api.readiness import Check, readiness_router
-from shopper.api.schemas import ErrorOut, HealthOut, RecommendationsOut, recommendations_body
+from shopper.api.schemas import HealthOut
 from shopper.api.write_routes import add_body_models, write_router
 from shopper.keys import ApiKeys, new_key
 from shopper.services.history import History
 from shopper.services.ingest import EventIngest
 from shopper.services.metrics import Metrics
 from shopper.services.page_log import PageLog
-from shopper.services.serving import PageRequest, RecommendationReader
+from shopper.services.serving import RecommendationReader
 
 
 def create_app(
@@ -71,71 +71,7 @@ def create_app(
     app.include_router(write_router(ingest, reader, guard))
     page = Page(reader.recommend_async, ingest.record_impression if impressions else None)
 
-    @app.get("/v1/recommendations", response_model=RecommendationsOut, dependencies=readers)
-    # async: the read is one in-memory lookup or one awaited Redis round trip.
-    async def get_recommendations(
-        user_id: str | None = None,
-        session_id: str | None = None,
-        k: Annotated[int | None, Query(ge=1, le=max_k)] = None,
-        context_item: Annotated[
-            str | None, Query(description="the product on the page; never recommended back")
-        ] = None,
-        country: str | None = None,
-        device: str | None = None,
-        impression: Annotated[
-            bool,
-            Query(
-                description="false: the list is fetched but not shown (a prefetch, a "
-                "monitoring probe), so no impression is recorded for it"
-            ),
-        ] = True,
-    ) -> Any:
-        """The shopper's precomputed list, filtered against live stock at read time.
-        `source` tells `personalized`, `last_known_good` or `popular`."""
-        # Well-formed requests are answered by PageRoute before reaching here, with the
-        # same page function: this route documents the API and validates the rest.
-        size = k or default_k
-        request = PageRequest(user_id, session_id, size, context_item, country, device, impression)
-        body, served = await page(request)
-        page.sent(request, served)  # (before the page is sent: this route is the slow path)
-        return Response(body, media_type="application/json")
-
-    @app.get(
-        "/v1/items/{item_id:path}/similar",
-        response_model=RecommendationsOut,
-        responses={
-            200: {"description": SIMILAR_DOC},
-            404: {
-                "model": ErrorOut,
-                "description": "No such route: an item id with a line break cannot be part "
-                "of this path (no catalog item has one: ids are refused with control "
-                "characters)",
-            },
-        },
-        dependencies=readers,
-    )
-    # async for the same reason as get_recommendations: one cache round trip.
-    async def get_similar(
-        item_id: str, k: Annotated[int | None, Query(ge=1, le=max_k)] = None
-    ) -> Any:
-        """Items similar to this one, for its product page (anonymous shoppers included):
-        a list precomputed from the served model, filtered against live stock at read
-        time. `source` is `similar`."""
-        size = k or default_k
-        body = recommendations_body(await reader.similar_async(item_id, size), size)
-        return Response(orjson.dumps(body), media_type="application/json")
-
-    @app.get("/v1/experiments", dependencies=readers)
-    def get_experiments(
-        max_age_s: Annotated[
-            float, Query(ge=0, description="a report at most this old is answered as is")
-        ] = 5.0,
-    ) -> dict[str, Any]:
-        """The running experiment: each variant's model and share of shoppers, and per
-        variant sessions, click-through, add-to-cart and conversion rates and revenue per
-        session with intervals, each challenger against the champion."""
-        return experiments(max_age_s) if experiments else {"champion": None, "variants": []}
-
+    app.include_router(read_router(page, reader, readers, default_k, max_k, experiments))
     app.include_router(_ops_router(health_info, stats, metrics))
     app.include_router(readiness_router(readiness or {}))
     add_body_models(app)
@@ -224,12 +160,6 @@ def _ops_router(
 
     return router
 
-
-SIMILAR_DOC = (
-    "The item's most similar items in stock, best first (its behavioural and content "
-    "neighbours in the served model). An item with no similar list (unknown, or no model "
-    "trained yet) or a cache outage gets an empty list, never an error."
-)
 
 METRICS_DOC = (
     "The Prometheus text format: page read latency, lists served by source and variant, "
