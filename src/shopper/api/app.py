@@ -1,7 +1,9 @@
-"""The FastAPI application. Routes only read the cache or publish events: no models here.
+"""The FastAPI application: the read routes (api/read_routes.py), the write routes
+(api/write_routes.py) and the operators' routes, behind the page route's fast path. Routes
+only read the cache or publish events: no models here.
 
 No `from __future__ import annotations` here: FastAPI reads the route signatures at run
-time, and the `k` bound refers to a local of `create_app`.
+time.
 """
 
 import contextlib
