@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export OPENBLAS_NUM_THREADS := 1
+JEMALLOC_FOUND := $(PYTHON) -c "import ctypes.util, sys; sys.exit(not ctypes.util.find_library('jemalloc'))"
 
-.PHONY: install demo test chaos lint typecheck unit bench bench-quick bench-report serve clean chromium
+.PHONY: install demo test chaos lint typecheck unit bench bench-quick bench-report serve clean system-packages
 
 install: $(STAMP)
 
@@ -18,7 +19,7 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/shopper demo
 
-serve: install
+serve: install system-packages
 	$(BIN)/shopper serve
 
 lint: install
@@ -28,7 +29,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: lint typecheck chromium
+test: lint typecheck system-packages
 	$(BIN)/pytest
 
 # The fault scenarios alone (issue 12): real processes, a Redis of the test's own and the
@@ -37,12 +38,17 @@ test: lint typecheck chromium
 chaos: install
 	$(BIN)/pytest -m chaos -s tests/chaos
 
-# The browser tests drive Debian's chromium (Playwright's own browser download is not
-# reachable here); installed when missing where this runs as root with apt-get.
-chromium:
+# What the tests need of the system, installed when missing where this runs as root with
+# apt-get: Debian's chromium for the browser tests (Playwright's own browser download is
+# not reachable here), and jemalloc, which `shopper serve` runs on where the system has it
+# (shopper.allocator: it gives the memory of expired shoppers back to the system).
+system-packages:
 	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1 \
 		|| { echo "installing chromium (apt-get) for the browser tests"; apt-get update -qq \
 			&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@$(JEMALLOC_FOUND) || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1 \
+		|| { echo "installing jemalloc (apt-get) for shopper serve"; apt-get update -qq \
+			&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libjemalloc2 >/dev/null; }
 
 # Every benchmark; the report (JSON, plots, markdown) goes to bench/results/.
 bench: install

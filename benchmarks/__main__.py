@@ -75,7 +75,7 @@ def _full(kafka: str | None, redis_url: str) -> dict[str, Any]:
     results["page_load"] = _section(page_load_bench.run, redis_url)
     results["redis_list_bytes"] = _section(_list_bytes, redis_url)
     results["processor"] = _section(processor_bench.run, kafka, redis_url)
-    # The page on glibc's malloc (the opt-in that returns memory) against CPython's.
+    # The page on jemalloc (what `shopper serve` runs on) against CPython's pymalloc.
     results["allocator"] = _section(allocator_bench.run)
     # A live deployment under events: freshness, sold-out items, the processor down.
     results["freshness"] = _section(freshness_bench.run, kafka, redis_url)

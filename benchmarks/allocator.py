@@ -1,13 +1,13 @@
-"""What glibc's malloc costs a page in the embedded mode against CPython's pymalloc, side by
-side: `PYTHONMALLOC=malloc` is the opt-in that gives memory freed by TTLs back to the
-system (docs/memory.md).
+"""What jemalloc costs a page in the embedded mode against CPython's pymalloc, side by
+side: `shopper serve` runs itself on jemalloc where the system has it (shopper.allocator),
+which gives memory freed by TTLs back to the system (docs/memory.md).
 
 Two API servers with the in-memory cache, each filled with the same 5,000 shoppers' 50-item
-lists (`benchmarks.serve_filled memory://`), one with `PYTHONMALLOC=malloc` and one with
-`PYTHONMALLOC=pymalloc`, pinned to core 0 with the load generator on core 1; closed loop at
-1 and 8 connections, the servers alternating who goes first, ratios (malloc over pymalloc)
-taken within each repeat. The processor's side of it is `benchmarks.processor`'s
-`embedded_malloc_over_embedded`.
+lists (`benchmarks.serve_filled memory://`), one on jemalloc (as `serve` starts itself) and
+one with `PYTHONMALLOC=pymalloc`, pinned to core 0 with the load generator on core 1; closed
+loop at 1 and 8 connections, the servers alternating who goes first, ratios (jemalloc over
+pymalloc) taken within each repeat. The processor's side of it is `benchmarks.processor`'s
+`embedded_over_embedded_pymalloc`.
 
 `python -m benchmarks.allocator [--quick]` prints one JSON object.
 """
@@ -23,11 +23,12 @@ from benchmarks import page_servers as servers
 from benchmarks.http_load import Timing, closed_loop
 from benchmarks.page_load import Summary, alternate, compare
 from benchmarks.page_servers import CLIENT_CORE, SERVER_CORE, Server
+from shopper.allocator import JEMALLOC_CONF, allocator_env
 from shopper.services.runtime import free_port
 
 SHOPPERS = 5000
 LEVELS = (1, 8)
-ALLOCATORS = ("pymalloc", "malloc")
+ALLOCATORS = ("pymalloc", "jemalloc")
 TIMING = Timing(warm_up_s=2.0, measure_s=8.0, timeout_s=10.0)
 QUICK_TIMING = Timing(warm_up_s=0.5, measure_s=2.0, timeout_s=10.0)
 
@@ -35,7 +36,7 @@ QUICK_TIMING = Timing(warm_up_s=0.5, measure_s=2.0, timeout_s=10.0)
 def _server(allocator: str) -> Server:
     port = free_port()
     args = ["-m", "benchmarks.serve_filled", "memory://", str(port), str(SHOPPERS)]
-    return Server(args, {"PYTHONMALLOC": allocator}, port, SERVER_CORE)
+    return Server(args, allocator_env(allocator, {}), port, SERVER_CORE)
 
 
 def _requests() -> list[bytes]:
@@ -67,14 +68,15 @@ def run(quick: bool = False, repeats: int = 3) -> dict[str, Any]:
         "conditions": {
             "servers": "benchmarks.serve_filled memory:// (API only, the in-memory cache "
             f"filled with {SHOPPERS} shoppers' lists), one uvicorn worker each, "
-            "PYTHONMALLOC=pymalloc and PYTHONMALLOC=malloc",
+            "PYTHONMALLOC=pymalloc and jemalloc (LD_PRELOAD, PYTHONMALLOC=malloc, "
+            f"MALLOC_CONF={JEMALLOC_CONF})",
             "pinned": pinned,
             "where": f"servers on core {SERVER_CORE}, the load generator on core {CLIENT_CORE}",
             "load": "closed loop, keep-alive connections",
             "warm_up_s": timing.warm_up_s,
             "measure_s": timing.measure_s,
             "repeats": repeats,
-            "ratio": "malloc over pymalloc, within each repeat",
+            "ratio": "jemalloc over pymalloc, within each repeat",
         },
     }
 

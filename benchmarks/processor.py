@@ -16,9 +16,10 @@ event, so they would flatter it too.
 Ranking is the default configuration's, in a data folder of the benchmark's own: no trained
 model, so the live co-occurrence and popularity ranker re-ranks every touched shopper (the
 learned ranker needs a trained model and the feature store, both absent). Micro-batches
-are the default's. Each measurement runs in a process of its own, on CPython's allocator
-(pymalloc); the embedded mode also runs on glibc's malloc beside it (`embedded_malloc`),
-the opt-in that gives memory back to the system (docs/memory.md), for what it costs. The
+are the default's. Each measurement runs in a process of its own, on jemalloc, as
+`shopper serve` starts itself where the system has it (shopper.allocator); the embedded
+mode also runs on CPython's own allocator (pymalloc) beside it (`embedded_pymalloc`), to
+show what jemalloc, which gives the memory of expired shoppers back, costs. The
 processor first works through the catalog and the history, untimed (it joins the Kafka
 group meanwhile);
 the shoppers' events are then put on the stream, and the clock runs from its next poll
@@ -43,6 +44,7 @@ from typing import Any
 
 from benchmarks.cache import delete_prefix
 from benchmarks.workload import catalog_events, shopper_events, with_catalog_changes
+from shopper.allocator import allocator_env, release_free_memory
 from shopper.bootstrap import System, build_system
 from shopper.config import load_config
 from shopper.services.processor import Processor
@@ -66,16 +68,16 @@ def run(
     """Events/s per mode (median of `repeats` interleaved runs, with min and max; and the
     processor's CPU time per event, which other work on the machine disturbs less), and
     the embedded processor's RSS per 100k active shoppers."""
-    # The embedded mode also on glibc's malloc, beside CPython's own: what the opt-in that
-    # gives memory back to the system (PYTHONMALLOC=malloc, docs/memory.md) costs.
+    # The embedded mode also on CPython's own allocator, beside jemalloc (what `serve`
+    # runs on): what giving memory back to the system costs (docs/memory.md).
     modes = {
-        "embedded": ("memory://", "memory://", None),
-        "embedded_malloc": ("memory://", "memory://", "malloc"),
+        "embedded": ("memory://", "memory://", "jemalloc"),
+        "embedded_pymalloc": ("memory://", "memory://", "pymalloc"),
     }
     if redis_url:
-        modes["redis_state"] = ("memory://", redis_url, None)
+        modes["redis_state"] = ("memory://", redis_url, "jemalloc")
         if kafka:
-            modes["kafka_redis"] = (f"kafka://{kafka}", redis_url, None)
+            modes["kafka_redis"] = (f"kafka://{kafka}", redis_url, "jemalloc")
     runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
     load = os.getloadavg()[0]
     for _ in range(repeats):  # interleaved: each mode sees the same machine noise
@@ -97,10 +99,11 @@ def run(
         out["kafka_redis_vs_embedded"] = round(
             out["kafka_redis_events_per_s"] / out["embedded_events_per_s"], 3
         )
-    out["embedded_malloc_over_embedded"] = round(
-        out["embedded_malloc_events_per_s"] / out["embedded_events_per_s"], 3
+    out["embedded_over_embedded_pymalloc"] = round(
+        out["embedded_events_per_s"] / out["embedded_pymalloc_events_per_s"], 3
     )
-    out["memory"] = _in_subprocess("--memory", RSS_SHOPPERS, RSS_PER_SHOPPER, items, allocator=None)
+    memory = ("--memory", RSS_SHOPPERS, RSS_PER_SHOPPER, items)
+    out["memory"] = _in_subprocess(*memory, allocator="jemalloc")
     out["rss_mb_per_100k_shoppers"] = out["memory"]["rss_mb_per_100k_shoppers"]
     return out
 
@@ -188,15 +191,12 @@ def drain(processor: Processor, records: int) -> None:
         processor.run_once()
 
 
-def _in_subprocess(*args: str | int, allocator: str | None) -> dict[str, Any]:
-    """This module's `--drain` or `--memory` in a fresh process on `allocator` (None:
-    CPython's default): each measures one processor, with nothing of this process's (or an
-    earlier measurement's) heap."""
+def _in_subprocess(*args: str | int, allocator: str) -> dict[str, Any]:
+    """This module's `--drain` or `--memory` in a fresh process on `allocator`
+    (`shopper.allocator.allocator_env`): each measures one processor, with nothing of this
+    process's (or an earlier measurement's) heap."""
     command = [sys.executable, "-m", "benchmarks.processor", *map(str, args)]
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONMALLOC"}
-    env["OPENBLAS_NUM_THREADS"] = "1"
-    if allocator is not None:
-        env["PYTHONMALLOC"] = allocator
+    env = {**allocator_env(allocator, os.environ), "OPENBLAS_NUM_THREADS": "1"}
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=root, check=False)
     if done.returncode != 0:
@@ -245,7 +245,10 @@ def memory_per_shopper(shoppers: int, per_user: int, items: int) -> dict[str, An
 
 
 def _settled_rss() -> int:
+    """RSS of what is live: after a collection, with the allocator's free pages given back
+    (jemalloc keeps them otherwise, and the next allocations reuse them unseen)."""
     gc.collect()
+    release_free_memory()
     with open("/proc/self/statm") as fh:
         pages = int(fh.read().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE")

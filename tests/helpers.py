@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from shopper.bootstrap import System
+from shopper.services.runtime import free_port
 
 # The keys of the `shopper serve` processes the tests start (SERVER_KEYS_ENV in their
 # environment); in-process systems have keys of their own (`System.keys`, `keyed`).
 TEST_ADMIN_TOKEN = "test-admin-token-0123456789"
 TEST_INGEST_KEY = "test-ingest-key-0123456789"
 SERVER_KEYS_ENV = {"SHOPPER_ADMIN_TOKEN": TEST_ADMIN_TOKEN, "SHOPPER_INGEST_KEY": TEST_INGEST_KEY}
+SERVE_START_TIMEOUT_S = 60.0
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -84,3 +92,39 @@ class ShopHttp:
     def applied(self) -> int:
         """Events the processors of this process have applied so far."""
         return sum(r.processor.stats.applied for r in self.system.runners)
+
+
+@contextmanager
+def serving(
+    env: Mapping[str, str], log: Path, headers: Mapping[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client]]:
+    """`python -m shopper serve` (every role in one process) on a free port with `env`, its
+    output to `log`: the process and a client of it, once `/healthz` answers; stopped after."""
+    port = free_port()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shopper", "serve", "--port", str(port)],
+            env=dict(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    http = httpx.Client(base_url=url, timeout=30, headers=dict(headers or {}))
+    try:
+        deadline = time.monotonic() + SERVE_START_TIMEOUT_S
+        while not _healthy(http):
+            assert proc.poll() is None, log.read_text()[-4000:]
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.2)
+        yield proc, http
+    finally:
+        http.close()
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _healthy(http: httpx.Client) -> bool:
+    try:
+        return http.get("/healthz").status_code == 200
+    except httpx.TransportError:
+        return False

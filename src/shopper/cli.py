@@ -46,14 +46,18 @@ def serve(
     config_file: ConfigFile = None,
 ) -> None:
     """Run the HTTP API and/or the stream processor."""
-    from shopper.keys import with_keys
-    from shopper.services.runtime import serve as run_serve
+    from shopper.allocator import run_on_chosen_allocator
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(name)s %(message)s"
     )
     config = _config(config_file, stream_url=stream_url, cache_url=cache_url, data_dir=data_dir)
     try:
+        # Before anything heavy is loaded: this may start the process again on jemalloc.
+        run_on_chosen_allocator(config.allocator)
+        from shopper.keys import with_keys
+        from shopper.services.runtime import serve as run_serve
+
         if role is not Role.processor:
             config = with_keys(config)  # the configured keys, else the data folder's
         run_serve(config, host=host, port=port, role=role.value, workers=workers)

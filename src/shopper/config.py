@@ -54,6 +54,12 @@ class Config(BaseModel):
         description="records the embedded stream keeps per partition at most, the oldest "
         "dropped first (a bound on its memory: about 0.5 KB a record)",
     )
+    allocator: Literal["auto", "jemalloc", "python"] = Field(
+        "auto",
+        description="memory allocator of `shopper serve`: auto (jemalloc where the system "
+        "has it, which gives the memory of expired shoppers back; else CPython's own), "
+        "jemalloc (or refuse to start), python (as started); see shopper.allocator",
+    )
     spool_max_events: int = Field(
         100_000, ge=1, description="events held in memory while the broker is away (Kafka)"
     )

@@ -6,21 +6,18 @@ once every TTL and the stream's retention have passed (plus a sweep) the RSS mus
 within 20% of the start; then a second wave of 50,000, with the same bound after it. The
 figures are printed (`pytest -s` shows them); `BOUNDED_MEMORY_WAVES=4` runs four waves.
 
-The server runs with `PYTHONMALLOC=malloc`, as docs/memory.md recommends for a long-lived
-embedded process: CPython's own small-object allocator keeps a 1 MiB arena while a single
-object in it lives, so after a burst a few objects born in it keep part of the freed memory
-from the system (18% to 22% above the start after one wave over seven runs, around the
-bound: which arenas they keep is chance; +16%, +20%, +30%, +34% after four waves in a row,
-as each wave's objects keep more); glibc's, trimmed after each large sweep, gives nearly
-all of it back (+3%, +6%, +15%, +4% after the same four waves). To measure the default
-allocator instead: `BOUNDED_MEMORY_ALLOCATOR=pymalloc` (docs/memory.md has its figures).
+The server runs as `shopper serve` starts by default: on jemalloc, where the system has it
+(`shopper.allocator`; CI installs it). CPython's own small-object allocator keeps a 1 MiB
+arena while a single object in it lives, so after a burst a few objects born in it keep
+part of the freed memory from the system (+16%, +20%, +30%, +34% after four waves in a
+row, as each wave's objects keep more). To measure it, or glibc's malloc, instead:
+`BOUNDED_MEMORY_ALLOCATOR=pymalloc` or `=malloc` (docs/memory.md has the figures).
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -30,7 +27,8 @@ from typing import Any
 import httpx
 import pytest
 
-from shopper.services.runtime import free_port
+from shopper.allocator import allocator_env
+from tests.helpers import serving
 
 SHOPPERS = 50_000
 WAVES = int(os.environ.get("BOUNDED_MEMORY_WAVES", "2"))  # of SHOPPERS each
@@ -38,7 +36,6 @@ WARM_UP_SHOPPERS = 10_000
 TTL_S = 3.0  # sessions, lists, applied event ids
 RETENTION_S = 30.0  # the embedded stream's: longer than the processor takes
 ADMIN = "bounded-memory-admin-token"
-START_TIMEOUT_S = 60.0
 APPLY_TIMEOUT_S = 90.0
 
 
@@ -54,6 +51,14 @@ class Server:
         self.proc = proc
         self.http = http
         self.log = log
+
+    def allocator(self) -> str:
+        """What the server logged of its memory allocator."""
+        lines = self.log.read_text().splitlines()
+        return next(
+            (line.split("memory allocator: ")[1] for line in lines if "memory allocator: " in line),
+            "not logged",
+        )
 
     def rss(self) -> float:
         assert self.proc.poll() is None, self.log.read_text()[-4000:]
@@ -98,10 +103,8 @@ class Server:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    port = free_port()
     env = {
-        **os.environ,
-        "PYTHONMALLOC": os.environ.get("BOUNDED_MEMORY_ALLOCATOR", "malloc"),
+        **allocator_env(os.environ.get("BOUNDED_MEMORY_ALLOCATOR", "auto"), os.environ),
         "OPENBLAS_NUM_THREADS": "1",
         "SHOPPER_DATA_DIR": str(tmp_path),
         "SHOPPER_ADMIN_TOKEN": ADMIN,
@@ -112,26 +115,8 @@ def server(tmp_path: Path) -> Iterator[Server]:
         "SHOPPER_MEMORY_STREAM_RETENTION_S": str(RETENTION_S),
     }
     log = tmp_path / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "shopper", "serve", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    auth = {"authorization": f"Bearer {ADMIN}"}
-    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30, headers=auth)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not _healthy(http):
-            assert proc.poll() is None, log.read_text()[-4000:]
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
+    with serving(env, log, headers={"authorization": f"Bearer {ADMIN}"}) as (proc, http):
         yield Server(proc, http, log)
-    finally:
-        http.close()
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_rss_is_back_near_the_start_once_50000_shoppers_expire(server: Server) -> None:
@@ -141,6 +126,7 @@ def test_rss_is_back_near_the_start_once_50000_shoppers_expire(server: Server) -
     # popular lists); the start is measured once it has expired, as the end is.
     server.post_shoppers("warm", WARM_UP_SHOPPERS)
     start = server.rss_once_expired(WARM_UP_SHOPPERS)
+    print(f"\nallocator: {server.allocator()}")
     applied = WARM_UP_SHOPPERS
     # Waves in a row: what one leaves must not be added to by the next (flat, not creeping
     # up wave after wave).
@@ -152,15 +138,11 @@ def test_rss_is_back_near_the_start_once_50000_shoppers_expire(server: Server) -
         ends.append(server.rss_once_expired(applied))
         print(
             f"\nRSS: start {start:.1f} MB; wave {wave}: after {SHOPPERS} shoppers {peak:.1f} MB, "
-            f"after their TTLs {ends[-1]:.1f} MB ({100 * (ends[-1] / start - 1):+.1f}%)"
+            f"after their TTLs {ends[-1]:.1f} MB ({100 * (ends[-1] / start - 1):+.1f}%)",
         )
         assert peak > start * 1.2, "the workload did not grow the process: it proves nothing"
     over = [f"wave {n}: {end:.1f} MB" for n, end in enumerate(ends, 1) if end > start * 1.2]
-    assert not over, f"RSS not within 20% of the start ({start:.1f} MB): {', '.join(over)}"
-
-
-def _healthy(http: httpx.Client) -> bool:
-    try:
-        return http.get("/healthz").status_code == 200
-    except httpx.TransportError:
-        return False
+    assert not over, (
+        f"RSS not within 20% of the start ({start:.1f} MB): {', '.join(over)}; "
+        f"allocator: {server.allocator()}"
+    )

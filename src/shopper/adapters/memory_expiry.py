@@ -16,8 +16,6 @@ stopped writing.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import gc
 import logging
 import os
@@ -27,6 +25,8 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
+
+from shopper.allocator import release_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -188,22 +188,10 @@ class ExpiringSet(Generic[K]):
 os.register_at_fork(after_in_child=Sweeper._restart_after_fork)
 
 
-def _malloc_trim() -> Callable[[int], int] | None:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim: Callable[[int], int] = libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc: its allocator returns memory itself
-        return None
-    return trim
-
-
-_TRIM = _malloc_trim()
-
-
 def trim_memory(collect: bool = False) -> None:
-    """Give glibc's free memory back to the system: after a sweep, the pages of expired
-    entries allocated with `malloc` (large lists, dict tables) would otherwise stay in the
-    process's RSS, free but held, until malloc's own thresholds release them.
+    """Give the allocator's free memory back to the system (`release_free_memory`): after
+    a sweep, the pages of expired entries would otherwise stay in the process's RSS, free
+    but held, until the allocator's own thresholds release them.
 
     With `collect`, a full garbage collection first (a few ms for a process's state). It
     frees cycles left by the expired entries, and it empties CPython's free lists (tuples,
@@ -217,8 +205,7 @@ def trim_memory(collect: bool = False) -> None:
     if collect:
         gc.collect()
         sys._clear_type_cache()
-    if _TRIM is not None:
-        _TRIM(0)
+    release_free_memory()
 
 
 def _written_at(entry: tuple[Any, float]) -> float:
