@@ -34,7 +34,7 @@ SHOPPERS = 50_000
 WAVES = int(os.environ.get("BOUNDED_MEMORY_WAVES", "2"))  # of SHOPPERS each
 WARM_UP_SHOPPERS = 10_000
 TTL_S = 3.0  # sessions, lists, applied event ids
-RETENTION_S = 30.0  # the embedded stream's: longer than the processor takes
+RETENTION_S = 20.0  # the embedded stream's: longer than the processor takes (a few s)
 ADMIN = "bounded-memory-admin-token"
 APPLY_TIMEOUT_S = 90.0
 
