@@ -45,7 +45,8 @@ def serve(
     data_dir: DataDir = None,
     config_file: ConfigFile = None,
 ) -> None:
-    """Run the HTTP API and/or the stream processor."""
+    """Run the HTTP API and/or the stream processor (on jemalloc where the system has it,
+    so the memory of expired shoppers goes back to the system; setting `allocator`)."""
     from shopper.allocator import run_on_chosen_allocator
 
     logging.basicConfig(
