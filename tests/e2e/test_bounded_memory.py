@@ -7,7 +7,7 @@ within 20% of the start; then a second wave of 50,000, with the same bound after
 figures are printed (`pytest -s` shows them); `BOUNDED_MEMORY_WAVES=4` runs four waves.
 
 The server runs as `shopper serve` starts by default: on jemalloc, where the system has it
-(`shopper.allocator`; CI installs it). CPython's own small-object allocator keeps a 1 MiB
+(`shopper.allocator`; `make test` installs it). CPython's own small-object allocator keeps a 1 MiB
 arena while a single object in it lives, so after a burst a few objects born in it keep
 part of the freed memory from the system (+16%, +20%, +30%, +34% after four waves in a
 row, as each wave's objects keep more). To measure it, or glibc's malloc, instead:
