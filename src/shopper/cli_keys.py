@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from shopper.cli_common import ConfigFile, DataDir, Json, _config, _fail, app
-from shopper.config import SECRET_FIELDS
+from shopper.config_files import SECRET_FIELDS
 from shopper.errors import ShopperError
 
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -19,11 +17,12 @@ from pydantic import (
     model_validator,
 )
 
+from shopper.config_files import SECRET_FIELDS, read_secrets, read_toml
 from shopper.errors import ConfigError
+from shopper.flags_url import check_flags_url, named_flag_file, named_flagd
 from shopper.ports.processor_state import UNLISTED_CAP
 
 ENV_PREFIX = "SHOPPER_"
-SECRET_FIELDS = ("admin_token", "ingest_key", "read_key")
 MIN_KEY_LENGTH = 16
 
 
@@ -300,26 +299,19 @@ class Config(BaseModel):
         return self._named_flag_file() or self.flags_file or self.data_dir / "flags.json"
 
     def _named_flag_file(self) -> Path | None:
-        if self.flags_url and urlsplit(self.flags_url).scheme == "file":
-            return _flags_file_of(self.flags_url)
-        return None
+        return named_flag_file(self.flags_url)
 
     @property
     def flagd_address(self) -> tuple[str, int] | None:
         """(host, port) of the flagd daemon `flags_url` names; None: the flag file serves."""
-        if self.flags_url and urlsplit(self.flags_url).scheme == "flagd":
-            return _flagd_address_of(self.flags_url)
-        return None
+        return named_flagd(self.flags_url)
 
     # The flags URL's checks raise ConfigError, which pydantic lets through as it is: its
     # message is whole, where a ValidationError's would repeat the field's name.
     @field_validator("flags_url")
     @classmethod
     def _check_flags_url(cls, url: str | None) -> str | None:
-        if url is not None and urlsplit(url).scheme == "flagd":
-            _flagd_address_of(url)
-        elif url is not None:
-            _flags_file_of(url)
+        check_flags_url(url)
         return url
 
     @field_validator(*SECRET_FIELDS)
@@ -387,7 +379,7 @@ def load_config(
     values: dict[str, Any] = {}
     path = config_file or (Path(env["SHOPPER_CONFIG"]) if env.get("SHOPPER_CONFIG") else None)
     if path is not None:
-        values.update(_read_toml(path))
+        values.update(read_toml(path))
     later: dict[str, Any] = {}
     for name in Config.model_fields:
         key = ENV_PREFIX + name.upper()
@@ -405,69 +397,3 @@ def load_config(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from None
-
-
-_FLAGS_URL_FORMS = (
-    "use flagd://HOST:PORT (a flagd daemon's sync service; flagd serves it on port 8015) "
-    "or file:// (the flag file, flags_file) or file:///ABSOLUTE/PATH"
-)
-
-
-def _flagd_address_of(url: str) -> tuple[str, int]:
-    """`flagd://HOST:PORT` -> (host, port), the host bracketed when IPv6 (a gRPC target)."""
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    rest = parts.path.strip("/") or parts.query or parts.fragment or parts.username
-    if parts.scheme != "flagd" or not parts.hostname or not port or rest:
-        raise ConfigError(
-            f"invalid configuration: flags_url {url!r} is not a flagd address; {_FLAGS_URL_FORMS}"
-        )
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return host, port
-
-
-def _flags_file_of(url: str) -> Path | None:
-    """`file:///PATH` -> the path; `file://` -> None (flags_file, or its default)."""
-    parts = urlsplit(url)
-    if (
-        parts.scheme != "file"
-        or not url.startswith("file://")
-        or parts.netloc
-        or parts.query
-        or parts.fragment
-    ):
-        raise ConfigError(
-            f"invalid configuration: flags_url {url!r} is not a flags URL; {_FLAGS_URL_FORMS}"
-        )
-    return Path(parts.path) if parts.path.strip("/") else None
-
-
-def read_secrets(path: Path) -> dict[str, Any]:
-    """The keys of a secrets file (TOML: `admin_token`, `ingest_key`, `read_key`, at the
-    top or in a [shopper] table); anything else in it is an error."""
-    section = _read_toml(path)
-    unknown = sorted(set(section) - set(SECRET_FIELDS))
-    if unknown:
-        raise ConfigError(
-            f"secrets file {path}: unknown setting(s) {', '.join(unknown)}; "
-            f"it holds {', '.join(SECRET_FIELDS)}"
-        )
-    return section
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    # Either top-level keys or a [shopper] table.
-    section = data.get("shopper", data)
-    if not isinstance(section, dict):
-        raise ConfigError(f"config file {path}: [shopper] must be a table")
-    return section

@@ -16,7 +16,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from shopper.config import SECRET_FIELDS, Config, read_secrets
+from shopper.config import Config
+from shopper.config_files import SECRET_FIELDS, read_secrets
 from shopper.errors import ConfigError
 
 KEYS_FILE = "keys.toml"
